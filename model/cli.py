@@ -1,0 +1,186 @@
+"""`impasto stylize`: optimization-based (Gatys) or feed-forward (Johnson) stylization of one image."""
+
+import argparse
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from impasto.model import image_io
+from impasto.model.cli_errors import EXIT_BAD_INPUT, EXIT_OK, reports_errors
+from impasto.model.errors import InvalidInputError
+from impasto.model.gatys import GatysConfig, GatysStylizer, Progress
+from impasto.model.library import bundled_model_names, load_network
+from impasto.model.optimizers import OptimizerConfig
+from impasto.model.vgg import VggFeatures
+from impasto.model.weights import load_vgg_weights
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="impasto stylize", description=__doc__)
+    parser.add_argument("content", nargs="?", help="the content photo")
+    parser.add_argument("--out", help="output image (.png, .jpg, .webp, .bmp); written only on success")
+    parser.add_argument("--method", choices=("optimize", "fast"), help="default: fast with --model, else optimize")
+    parser.add_argument("--list-models", action="store_true", help="print the bundled model names and exit")
+    fast = parser.add_argument_group("fast (feed-forward)")
+    fast.add_argument("--model", help="bundled model name, training run directory or .npz bundle")
+    fast.add_argument("--strength", type=float, default=1.0, help="0..1: blend from the content to the full style")
+    opt = parser.add_argument_group("optimize (Gatys et al.)")
+    opt.add_argument("--style", action="append", default=[], help="style image; repeat for several")
+    opt.add_argument("--style-weights", help="blend weights, one per --style, e.g. 0.7,0.3")
+    opt.add_argument("--size", type=int, help="output long side (optimize: default 512; fast: default the photo's)")
+    opt.add_argument("--iterations", type=int, default=500, help="iterations per pyramid stage")
+    opt.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
+    opt.add_argument("--lr", type=float, default=10.0, help="Adam learning rate, in pixel units")
+    opt.add_argument("--tolerance", type=float, default=1e-7, help="stop when the loss changes relatively less than this")
+    opt.add_argument("--pooling", choices=("avg", "max"), default="avg")
+    opt.add_argument("--init", default="content", help="content, noise, or an image file")
+    opt.add_argument("--style-scale", type=float, default=1.0)
+    opt.add_argument("--content-weight", type=float)
+    opt.add_argument("--style-weight", type=float)
+    opt.add_argument("--tv-weight", type=float)
+    opt.add_argument("--content-layers", help="e.g. block4_conv2 or block4_conv2:1,block5_conv2:0.5")
+    opt.add_argument("--style-layers", help="e.g. block1_conv1,block2_conv1:0.5")
+    opt.add_argument("--scales", type=int, default=1, help="pyramid stages (3 = size/4, size/2, size)")
+    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--save-every", type=int, default=0, help="also write OUT_<iteration> every N iterations")
+    opt.add_argument("--logdir", help="TensorBoard log directory for loss terms and the image")
+    opt.add_argument("--vgg-weights", help="imagenet (default), torchvision, or a Keras vgg16/vgg19 notop .h5")
+    parser.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only)")
+    parser.add_argument("--no-progress", action="store_true")
+    return parser
+
+
+def parse_layers(text: str, flag: str) -> tuple[tuple[str, float], ...]:
+    """``"block1_conv1,block2_conv1:0.5"`` -> ``(("block1_conv1", 1.0), ("block2_conv1", 0.5))``."""
+    layers = []
+    for item in text.split(","):
+        name, _, weight = item.strip().partition(":")
+        try:
+            layers.append((name, float(weight) if weight else 1.0))
+        except ValueError:
+            raise InvalidInputError(f"{flag}: {item!r} is not LAYER or LAYER:WEIGHT") from None
+    return tuple(layers)
+
+
+@reports_errors
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list_models:
+        print("\n".join(bundled_model_names()))
+        return EXIT_OK
+    if not args.content or not args.out:
+        parser.print_usage()
+        raise InvalidInputError("CONTENT and --out are required")
+    image_io.output_format(args.out)  # Refuse a bad output name before any work.
+    method = args.method or ("fast" if args.model else "optimize")
+    content_image = image_io.load_image(args.content)
+    started = time.perf_counter()
+    if method == "fast":
+        result = _run_fast(args, content_image)
+    else:
+        result = _run_optimize(args, content_image)
+    image_io.save_image(result, args.out)
+    if not args.no_progress:
+        print(f"wrote {args.out} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - started:.1f} s")
+    return EXIT_OK
+
+
+def _run_fast(args, content_image):
+    from impasto.model.fast import FastStylizer
+
+    if not args.model:
+        raise InvalidInputError("--method fast needs --model (see --list-models)")
+    if not 0.0 <= args.strength <= 1.0:
+        raise InvalidInputError(f"--strength must be between 0 and 1, not {args.strength}")
+    if args.size:
+        content_image = image_io.resize_long_side(content_image, args.size)
+    network, _ = load_network(args.model)
+    return FastStylizer(network).stylize(content_image, strength=args.strength, preserve_color=args.preserve_color)
+
+
+def _gatys_config(args) -> GatysConfig:
+    config = GatysConfig()
+    loss = config.loss
+    if args.content_layers:
+        loss = replace(loss, content_layers=parse_layers(args.content_layers, "--content-layers"))
+    if args.style_layers:
+        loss = replace(loss, style_layers=parse_layers(args.style_layers, "--style-layers"))
+    weights = {"content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight}
+    loss = replace(loss, **{name: value for name, value in weights.items() if value is not None})
+    optimizer = OptimizerConfig(method=args.optimizer, learning_rate=args.lr, tolerance=args.tolerance)
+    return replace(config, size=args.size or config.size, iterations=args.iterations, scales=args.scales, loss=loss,
+                   optimizer=optimizer, pooling=args.pooling, init=args.init, style_scale=args.style_scale,
+                   preserve_color=args.preserve_color, seed=args.seed)
+
+
+def _run_optimize(args, content_image):
+    if not args.style:
+        raise InvalidInputError("--method optimize needs at least one --style image")
+    if args.size is not None and args.size < 16:
+        raise InvalidInputError(f"--size must be at least 16, not {args.size}")
+    if args.iterations < 1:
+        raise InvalidInputError("--iterations must be at least 1")
+    style_images = [image_io.load_image(path) for path in args.style]
+    blend_weights = None
+    if args.style_weights:
+        try:
+            blend_weights = [float(w) for w in args.style_weights.split(",")]
+        except ValueError:
+            raise InvalidInputError(f"--style-weights: {args.style_weights!r} is not a comma-separated list of numbers") from None
+        if len(blend_weights) != len(style_images) or min(blend_weights) < 0 or sum(blend_weights) <= 0:
+            raise InvalidInputError("--style-weights needs one non-negative weight per --style, not all zero")
+    init_image = None
+    if args.init not in ("content", "noise"):
+        init_image = image_io.load_image(args.init)
+    config = _gatys_config(args)
+    vgg_layers = VggFeatures(load_vgg_weights(args.vgg_weights), pooling=config.pooling)
+    unknown = set(config.loss.all_layers).difference(vgg_layers.layer_names)
+    if unknown:
+        raise InvalidInputError(f"unknown VGG layers {sorted(unknown)}; this network has {list(vgg_layers.layer_names)}")
+    stylizer = GatysStylizer(config, vgg_layers)
+    report = _ProgressReport(args, config)
+    try:
+        return stylizer.stylize(content_image, style_images, blend_weights, init_image, on_progress=report)
+    finally:
+        report.close()
+
+
+class _ProgressReport:
+    """Progress bar, snapshots every N iterations and TensorBoard logging, all optional."""
+
+    def __init__(self, args, config: GatysConfig):
+        stages = len(config.stage_sizes())
+        self.bar = tqdm(total=config.iterations * stages, disable=args.no_progress, unit="it", dynamic_ncols=True)
+        self.out, self.save_every, self.last_saved = Path(args.out), args.save_every, 0
+        self.writer = None
+        if args.logdir:
+            import tensorflow as tf
+
+            self.writer = tf.summary.create_file_writer(args.logdir)
+        self.position = 0
+
+    def __call__(self, progress: Progress) -> None:
+        position = progress.stage * progress.iterations + progress.iteration
+        self.bar.update(position - self.position)
+        self.position = position
+        self.bar.set_postfix({name: f"{value:.4g}" for name, value in progress.terms.items() if "/" not in name})
+        if self.save_every and progress.iteration // self.save_every > self.last_saved // self.save_every:
+            snapshot = self.out.with_name(f"{self.out.stem}_{position:05d}{self.out.suffix}")
+            image_io.save_image(progress.image(), snapshot)
+        self.last_saved = progress.iteration
+        if self.writer:
+            import tensorflow as tf
+
+            with self.writer.as_default(step=position):
+                for name, value in progress.terms.items():
+                    tf.summary.scalar(f"loss/{name}", value)
+                tf.summary.scalar("loss/total", progress.value)
+                tf.summary.image("image", tf.cast(progress.image()[None], tf.uint8))
+
+    def close(self) -> None:
+        self.bar.close()
+        if self.writer:
+            self.writer.flush()

@@ -1,0 +1,26 @@
+"""Maps impasto's errors to messages and exit codes, once, for every CLI module."""
+
+import functools
+import sys
+from collections.abc import Callable
+
+from impasto.model.errors import InvalidInputError, WeightsError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def reports_errors(run: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
+    """Wraps a CLI `run(argv)`: bad input -> message and exit 2, missing weights -> exit 1, no traceback."""
+
+    @functools.wraps(run)
+    def wrapper(argv: list[str]) -> int:
+        try:
+            return run(argv)
+        except InvalidInputError as error:
+            print(f"impasto: error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except WeightsError as error:
+            print(f"impasto: error: {error}", file=sys.stderr)
+            return EXIT_FAILURE
+
+    return wrapper

@@ -1,0 +1,83 @@
+"""Finds trained feed-forward networks: bundled models, training run directories, bundle files.
+
+A bundle is ``<name>.npz`` (the network's variables, stored as float16) beside
+``<name>.json`` (``width``, ``style``, the training settings and how long it
+trained). Bundled models ship in ``impasto/model/bundled/``.
+"""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from impasto.model.errors import InvalidInputError
+from impasto.model.files import atomic_write_bytes
+from impasto.model.transformer import TransformerNet
+
+BUNDLED_DIR = Path(__file__).parent / "bundled"
+
+
+def bundled_model_names() -> list[str]:
+    """Names of the models that ship with impasto, sorted."""
+    return sorted(path.stem for path in BUNDLED_DIR.glob("*.npz"))
+
+
+def load_network(name_or_path: str | os.PathLike) -> tuple[TransformerNet, dict]:
+    """Builds a trained `TransformerNet` from a bundled name, a run directory or a bundle file.
+
+    Returns:
+        (network, metadata) where metadata holds at least ``width`` and ``style``.
+
+    Raises:
+        InvalidInputError: nothing usable by that name.
+    """
+    text = str(name_or_path)
+    path = Path(text).expanduser()
+    if text in bundled_model_names():
+        return _load_bundle(BUNDLED_DIR / f"{text}.npz")
+    if path.is_dir():
+        return _load_run_dir(path)
+    if path.suffix == ".npz" and path.is_file():
+        return _load_bundle(path)
+    raise InvalidInputError(
+        f"no model {text!r}: not a bundled model ({', '.join(bundled_model_names()) or 'none installed'}), "
+        "a training run directory or a .npz bundle"
+    )
+
+
+def _load_bundle(path: Path) -> tuple[TransformerNet, dict]:
+    metadata_path = path.with_suffix(".json")
+    try:
+        metadata = json.loads(metadata_path.read_text())
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except (OSError, ValueError) as error:
+        raise InvalidInputError(f"{path}: not a readable model bundle ({error})") from None
+    network = TransformerNet(width=metadata["width"])
+    network.load_weights_dict(arrays)
+    return network, metadata
+
+
+def _load_run_dir(run_dir: Path) -> tuple[TransformerNet, dict]:
+    metadata_path = run_dir / "model.json"
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if not metadata_path.is_file() or latest is None:
+        raise InvalidInputError(f"{run_dir}: not a training run directory with a checkpoint (model.json, checkpoints/)")
+    metadata = json.loads(metadata_path.read_text())
+    network = TransformerNet(width=metadata["width"])
+    tf.train.Checkpoint(transformer=network).restore(latest).expect_partial()
+    metadata["checkpoint"] = latest
+    return network, metadata
+
+
+def write_bundle(network: TransformerNet, metadata: dict, path: str | os.PathLike) -> None:
+    """Saves a network as ``path`` (.npz, float16) and ``path`` with .json, atomically."""
+    path = Path(path)
+    arrays = {name: value.astype(np.float16) for name, value in network.weights_dict().items()}
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path.with_suffix(".json"), json.dumps(metadata, indent=2).encode())

@@ -1,0 +1,171 @@
+"""Perceptual losses, shared by the Gatys optimizer and feed-forward training.
+
+Every loss is a pure function that takes ``{layer: weight}`` where it has
+layers and returns ``(total, {name: term})``: the scalar to minimise and its
+named, already weighted parts for logging. The parts always sum to the total.
+
+Conventions:
+
+* Gram matrix: ``G = F^T F / (H * W * C)`` for features ``F`` of shape
+  ``[H * W, C]``, so it does not depend on the image size (style targets made
+  at one size apply at another) and layers of different widths are comparable.
+* Content term: mean squared feature difference, over all positions and channels.
+* Style term: squared Frobenius norm of the Gram difference, averaged over the batch.
+* Total variation: mean squared difference of neighbouring pixels (both axes), in
+  pixel units of the [0, 255] contract.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+LayerWeights = Mapping[str, float]
+
+
+def gram_matrix(features: tf.Tensor) -> tf.Tensor:
+    """Normalised Gram matrix of feature maps.
+
+    Args:
+        features: [N, H, W, C] activations (any float dtype).
+
+    Returns:
+        float32 [N, C, C], ``G[n, i, j] = sum_hw F[n,h,w,i] F[n,h,w,j] / (H * W * C)``.
+    """
+    features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    flat = tf.reshape(features, [shape[0], shape[1] * shape[2], shape[3]])
+    size = tf.cast(shape[1] * shape[2] * shape[3], tf.float32)
+    return tf.matmul(flat, flat, transpose_a=True) / size
+
+
+def content_loss(features: Mapping[str, tf.Tensor], content_targets: Mapping[str, tf.Tensor], layer_weights: LayerWeights):
+    """Weighted mean squared difference between features and content features.
+
+    Args:
+        features: ``{layer: [N, H, W, C]}`` of the image being made.
+        content_targets: ``{layer: [N or 1, H, W, C]}`` of the content image(s).
+        layer_weights: ``{layer: weight}``.
+
+    Returns:
+        ``(total, {"content/<layer>": weighted term})``, float32 scalars.
+    """
+    terms = {}
+    for layer, weight in layer_weights.items():
+        difference = tf.cast(features[layer], tf.float32) - tf.cast(content_targets[layer], tf.float32)
+        terms[f"content/{layer}"] = weight * tf.reduce_mean(tf.square(difference))
+    return tf.add_n(list(terms.values())), terms
+
+
+def style_loss(features: Mapping[str, tf.Tensor], style_grams: Mapping[str, tf.Tensor], layer_weights: LayerWeights):
+    """Weighted squared Frobenius distance between Gram matrices and style Gram matrices.
+
+    Args:
+        features: ``{layer: [N, H, W, C]}`` of the image being made.
+        style_grams: ``{layer: [1 or N, C, C]}`` target Gram matrices (see `gram_matrix`).
+        layer_weights: ``{layer: weight}``.
+
+    Returns:
+        ``(total, {"style/<layer>": weighted term})``, float32 scalars.
+    """
+    terms = {}
+    for layer, weight in layer_weights.items():
+        difference = gram_matrix(features[layer]) - tf.cast(style_grams[layer], tf.float32)
+        terms[f"style/{layer}"] = weight * tf.reduce_mean(tf.reduce_sum(tf.square(difference), axis=[1, 2]))
+    return tf.add_n(list(terms.values())), terms
+
+
+def total_variation_loss(images: tf.Tensor, weight: float):
+    """Weighted mean squared difference between neighbouring pixels.
+
+    Args:
+        images: [N, H, W, 3] in [0, 255].
+        weight: multiplier.
+
+    Returns:
+        ``(total, {"tv": total})``.
+    """
+    images = tf.cast(images, tf.float32)
+    down = tf.reduce_mean(tf.square(images[:, 1:, :, :] - images[:, :-1, :, :]))
+    right = tf.reduce_mean(tf.square(images[:, :, 1:, :] - images[:, :, :-1, :]))
+    total = weight * (down + right)
+    return total, {"tv": total}
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Layers and weights of the style-transfer objective.
+
+    Attributes:
+        content_layers: ``((layer, weight), ...)``.
+        style_layers: ``((layer, weight), ...)``.
+        content_weight: multiplies every content term.
+        style_weight: multiplies every style term.
+        tv_weight: multiplies the total variation term.
+    """
+
+    content_layers: tuple[tuple[str, float], ...] = (("block4_conv2", 1.0),)
+    style_layers: tuple[tuple[str, float], ...] = tuple(
+        (f"block{b}_conv1", 1.0) for b in range(1, 6)
+    )
+    content_weight: float = 1.0
+    style_weight: float = 3e-5
+    tv_weight: float = 1e-2
+
+    @classmethod
+    def gatys(cls) -> "LossConfig":
+        """Gatys et al. 2015: content block4_conv2, style block1_conv1 .. block5_conv1."""
+        return cls()
+
+    @classmethod
+    def johnson(cls) -> "LossConfig":
+        """Johnson et al. 2016: content block2_conv2 (relu2_2), style relu1_2 .. relu4_3."""
+        return cls(
+            content_layers=(("block2_conv2", 1.0),),
+            style_layers=tuple((name, 1.0) for name in ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")),
+            content_weight=1.0,
+            style_weight=2e-4,
+            tv_weight=1.0,
+        )
+
+    @property
+    def content_layer_weights(self) -> dict[str, float]:
+        """``{layer: content_weight * layer weight}``."""
+        return {layer: self.content_weight * weight for layer, weight in self.content_layers}
+
+    @property
+    def style_layer_weights(self) -> dict[str, float]:
+        """``{layer: style_weight * layer weight}``."""
+        return {layer: self.style_weight * weight for layer, weight in self.style_layers}
+
+    @property
+    def all_layers(self) -> tuple[str, ...]:
+        """Every VGG layer the objective reads, without repeats."""
+        return tuple(dict.fromkeys([name for name, _ in self.content_layers + self.style_layers]))
+
+
+def style_transfer_loss(
+    images: tf.Tensor,
+    features: Mapping[str, tf.Tensor],
+    content_targets: Mapping[str, tf.Tensor],
+    style_grams: Mapping[str, tf.Tensor],
+    config: LossConfig,
+):
+    """The whole objective: content + style + total variation.
+
+    Args:
+        images: [N, H, W, 3] the images being made (pixel contract).
+        features: VGG features of `images` for ``config.all_layers``.
+        content_targets: VGG features of the content images for the content layers.
+        style_grams: Gram matrices of the style for the style layers.
+        config: layers and weights.
+
+    Returns:
+        ``(total, terms)`` where terms holds ``content``, ``style`` and ``tv``
+        subtotals and every per-layer term.
+    """
+    content_total, content_terms = content_loss(features, content_targets, config.content_layer_weights)
+    style_total, style_terms = style_loss(features, style_grams, config.style_layer_weights)
+    tv_total, tv_terms = total_variation_loss(images, config.tv_weight)
+    terms = {"content": content_total, "style": style_total, **tv_terms, **content_terms, **style_terms}
+    return content_total + style_total + tv_total, terms

@@ -1,0 +1,107 @@
+"""The VGG loss network: images in, ``{layer_name: activation}`` out.
+
+Layer names follow Keras: ``block{b}_conv{c}`` is the ReLU output of that
+convolution. VGG16 and VGG19 are the same code; which one is built follows
+from the weights. Preprocessing (Caffe: BGR and ImageNet mean subtraction, or
+torchvision: RGB in [0, 1] normalised by mean and std) is part of the network,
+so callers always pass images in the pixel contract (RGB float32 [0, 255]).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from impasto.model.weights import CAFFE, VggWeights, load_vgg_weights
+
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
+_TORCH_STD_RGB = (0.229, 0.224, 0.225)
+POOLING_MODES = ("max", "avg")
+
+
+def layer_order(name: str) -> tuple[int, int]:
+    """Sort key of a Keras VGG layer name: ``"block3_conv2" -> (3, 2)``."""
+    block, conv = name.removeprefix("block").split("_conv")
+    return int(block), int(conv)
+
+
+class VggFeatures(tf.Module):
+    """A frozen VGG conv base that returns the activations of the requested layers.
+
+    Args:
+        weights: conv weights; None loads the default ImageNet VGG16.
+        pooling: ``"max"`` (as trained) or ``"avg"`` (Gatys et al.'s choice for synthesis).
+        dtype: compute dtype (float32, or float16/bfloat16 for mixed precision).
+    """
+
+    def __init__(self, weights: VggWeights | None = None, pooling: str = "max", dtype=tf.float32):
+        super().__init__(name="vgg_features")
+        if pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, not {pooling!r}")
+        weights = weights or load_vgg_weights()
+        self.pooling = pooling
+        self.preprocessing = weights.preprocessing
+        self.compute_dtype = tf.as_dtype(dtype)
+        self.layer_names = tuple(weights.layers)
+        self._kernels = [tf.Variable(k, trainable=False, name=f"{n}_kernel") for n, (k, _) in weights.layers.items()]
+        self._biases = [tf.Variable(b, trainable=False, name=f"{n}_bias") for n, (_, b) in weights.layers.items()]
+
+    def preprocess(self, images: tf.Tensor) -> tf.Tensor:
+        """RGB float32 [0, 255] [N, H, W, 3] -> the network's input space, same shape."""
+        if self.preprocessing == CAFFE:
+            return images[..., ::-1] - tf.constant(_CAFFE_MEAN_BGR, images.dtype)
+        return (images / 255.0 - tf.constant(_TORCH_MEAN_RGB, images.dtype)) / tf.constant(_TORCH_STD_RGB, images.dtype)
+
+    def __call__(self, images: tf.Tensor, layers) -> dict[str, tf.Tensor]:
+        """Runs the network as far as the deepest requested layer.
+
+        Args:
+            images: float32 [N, H, W, 3], RGB in [0, 255].
+            layers: iterable of layer names, e.g. ``("block1_conv1", "block4_conv2")``.
+
+        Returns:
+            ``{layer: activation [N, H / 2**(b-1), W / 2**(b-1), C]}`` in the compute dtype.
+        """
+        wanted = set(layers)
+        unknown = wanted.difference(self.layer_names)
+        if unknown:
+            raise ValueError(f"unknown VGG layers {sorted(unknown)}; this network has {list(self.layer_names)}")
+        deepest = max(wanted, key=layer_order)
+        features = {}
+        x = tf.cast(self.preprocess(tf.cast(images, tf.float32)), self.compute_dtype)
+        previous_block = 1
+        for name, kernel, bias in zip(self.layer_names, self._kernels, self._biases):
+            block = layer_order(name)[0]
+            if block != previous_block:
+                x = self._pool(x)
+                previous_block = block
+            x = tf.nn.conv2d(x, tf.cast(kernel, self.compute_dtype), strides=1, padding="SAME")
+            x = tf.nn.relu(tf.nn.bias_add(x, tf.cast(bias, self.compute_dtype)))
+            if name in wanted:
+                features[name] = x
+            if name == deepest:
+                break
+        return features
+
+    def _pool(self, x: tf.Tensor) -> tf.Tensor:
+        pool = tf.nn.max_pool2d if self.pooling == "max" else tf.nn.avg_pool2d
+        return pool(x, ksize=2, strides=2, padding="SAME")
+
+
+def random_vgg_weights(channels_divisor: int = 1, seed: int = 0, convs_per_block=(2, 2, 3, 3, 3)) -> VggWeights:
+    """A randomly initialised VGG (He-normal), for plumbing tests and as the untrained control.
+
+    Args:
+        channels_divisor: divides VGG's channel counts (64..512); 8 gives a tiny, fast network.
+        seed: numpy seed.
+        convs_per_block: (2, 2, 3, 3, 3) is VGG16, (2, 2, 4, 4, 4) VGG19.
+    """
+    rng = np.random.default_rng(seed)
+    layers, channels_in = {}, 3
+    for block, convs in enumerate(convs_per_block, start=1):
+        channels_out = max(1, (64, 128, 256, 512, 512)[block - 1] // channels_divisor)
+        for conv in range(1, convs + 1):
+            std = np.sqrt(2.0 / (9 * channels_in))
+            kernel = rng.normal(0.0, std, (3, 3, channels_in, channels_out)).astype(np.float32)
+            layers[f"block{block}_conv{conv}"] = (kernel, np.zeros(channels_out, np.float32))
+            channels_in = channels_out
+    return VggWeights(layers=layers, preprocessing=CAFFE, description=f"random (seed {seed}, /{channels_divisor})")

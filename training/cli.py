@@ -1,0 +1,68 @@
+"""`impasto train`: train a feed-forward model for one style on a folder of photos."""
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from impasto.model import image_io
+from impasto.model.cli_errors import EXIT_FAILURE, EXIT_OK, reports_errors
+from impasto.model.errors import InvalidInputError
+from impasto.model.weights import load_vgg_weights
+from impasto.training import data
+from impasto.training.config import PRESETS, preset
+from impasto.training.trainer import Trainer, TrainingDiverged
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="impasto train", description=__doc__)
+    parser.add_argument("--style", required=True, help="the style painting (image file)")
+    parser.add_argument("--data", required=True, help="folder of training photos, read recursively (jpg/png/webp)")
+    parser.add_argument("--out", required=True, help="run directory: checkpoints, logs, model.json; resumes if present")
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="base settings (default: paper)")
+    parser.add_argument("--steps", type=int, help="total training steps")
+    parser.add_argument("--batch-size", type=int, help="global batch size")
+    parser.add_argument("--image-size", type=int, help="training crop size in pixels")
+    parser.add_argument("--style-size", type=int, help="long side of the style image for its Gram matrices")
+    parser.add_argument("--width", type=float, help="network width multiplier (1.0 = the paper's network)")
+    parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam learning rate")
+    parser.add_argument("--content-weight", type=float)
+    parser.add_argument("--style-weight", type=float)
+    parser.add_argument("--tv-weight", type=float)
+    parser.add_argument("--validation-photos", type=int, help="photos held out for the validation loss and images")
+    parser.add_argument("--mixed-precision", action="store_true", default=None, help="bfloat16 compute (for GPUs)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--vgg-weights", help="loss-network weights: imagenet, torchvision, or a .h5/.npz file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+@reports_errors
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    config = preset(args.preset, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
+                    style_size=args.style_size, width=args.width, learning_rate=args.learning_rate,
+                    validation_photos=args.validation_photos, mixed_precision=args.mixed_precision, seed=args.seed)
+    loss_overrides = {"content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight}
+    config = replace(config, loss=replace(config.loss, **{k: v for k, v in loss_overrides.items() if v is not None}))
+    for name in ("steps", "batch_size", "image_size", "style_size"):
+        if getattr(config, name) < 1:
+            raise InvalidInputError(f"--{name.replace('_', '-')} must be at least 1")
+    style_image = image_io.load_image(args.style)
+    photos, validation = data.split_validation(data.list_photos(args.data), config.validation_photos)
+    trainer = Trainer(config, style_image, args.out, vgg_weights=load_vgg_weights(args.vgg_weights),
+                      style_name=Path(args.style).stem)
+    try:
+        result = trainer.train(photos, validation, show_progress=not args.no_progress)
+    except TrainingDiverged as error:
+        print(f"impasto: error: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print(f"interrupted: checkpoint saved in {trainer.manager.latest_checkpoint}", file=sys.stderr)
+        return 130
+    summary = {"run_dir": args.out, "steps": result.steps, "loss": result.losses.get("total"),
+               "validation_loss": result.validation_loss, "images_per_second": round(result.images_per_second, 3),
+               "wall_seconds": round(result.wall_seconds, 1), "skipped_files": result.skipped_files}
+    print(json.dumps(summary))
+    return EXIT_OK

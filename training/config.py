@@ -1,0 +1,69 @@
+"""Training settings: one frozen dataclass and its named presets."""
+
+from dataclasses import dataclass, field, replace
+
+from impasto.model.losses import LossConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of feed-forward training.
+
+    Attributes:
+        steps: optimizer steps in all (resumed runs continue up to this).
+        batch_size: global batch size, split across replicas.
+        image_size: side of the square training crops, in pixels.
+        style_size: long side the style image is resized to before its Gram matrices are taken.
+        learning_rate: Adam step size.
+        width: transformer width multiplier.
+        loss: layers and weights of the perceptual loss.
+        pooling: VGG pooling for the loss network.
+        mixed_precision: run the networks in float16 (GPU) with dynamic loss scaling.
+        validation_photos: photos held out from training for the validation loss and images.
+        log_every: steps between TensorBoard scalar writes.
+        checkpoint_every: steps between checkpoints.
+        validate_every: steps between validation passes (loss and images).
+        seed: seeds shuffling, crops and initial weights.
+    """
+
+    steps: int = 40000
+    batch_size: int = 4
+    image_size: int = 256
+    style_size: int = 512
+    learning_rate: float = 1e-3
+    width: float = 1.0
+    loss: LossConfig = field(default_factory=LossConfig.johnson)
+    pooling: str = "max"
+    mixed_precision: bool = False
+    validation_photos: int = 8
+    log_every: int = 50
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    seed: int = 0
+
+    @classmethod
+    def paper(cls) -> "TrainConfig":
+        """Johnson et al.'s settings: full width, 256 px, batch 4, 40k steps (~2 epochs of COCO)."""
+        return cls()
+
+    @classmethod
+    def cpu_small(cls) -> "TrainConfig":
+        """A half-width network trained for a few thousand steps: fits a CPU session."""
+        return cls(steps=2000, width=0.5, image_size=192, style_size=384, log_every=20, checkpoint_every=200,
+                   validate_every=250, validation_photos=4)
+
+    @classmethod
+    def tiny(cls) -> "TrainConfig":
+        """A few steps of a very small network on 32 px crops, for tests."""
+        return cls(steps=4, batch_size=2, image_size=32, style_size=48, width=0.125, validation_photos=2,
+                   log_every=1, checkpoint_every=2, validate_every=2)
+
+
+PRESETS = {"paper": TrainConfig.paper, "cpu_small": TrainConfig.cpu_small, "tiny": TrainConfig.tiny}
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """A named preset with some fields replaced (None values are ignored)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return replace(PRESETS[name](), **{key: value for key, value in overrides.items() if value is not None})

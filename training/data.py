@@ -1,0 +1,135 @@
+"""The photo pipeline for training: files -> decode -> random crop and flip -> batches.
+
+Any folder of photos works (COCO train2014 is what the papers use): it is read
+recursively for .jpg/.jpeg/.png/.webp files. Files that cannot be decoded are
+skipped and counted, never fatal.
+"""
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from impasto.model import image_io
+from impasto.model.errors import InvalidInputError
+
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+_TRAINING_MAX_PIXELS = 40_000_000
+
+
+def list_photos(folder: str | os.PathLike) -> list[str]:
+    """Every photo file below `folder`, sorted.
+
+    Raises:
+        InvalidInputError: the folder does not exist or holds no photos.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidInputError(f"{folder}: not a directory of photos")
+    photos = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES and p.is_file())
+    if not photos:
+        raise InvalidInputError(f"{folder}: no {'/'.join(PHOTO_SUFFIXES)} files found (searched recursively)")
+    return photos
+
+
+def split_validation(photos: list[str], count: int) -> tuple[list[str], list[str]]:
+    """Splits off `count` validation photos, chosen by a hash of the file name (stable across runs)."""
+    if count <= 0 or len(photos) <= count:
+        return photos, []
+    ranked = sorted(photos, key=lambda p: hashlib.sha256(Path(p).name.encode()).hexdigest())
+    held_out = set(ranked[:count])
+    return [p for p in photos if p not in held_out], [p for p in photos if p in held_out]
+
+
+class SkippedFiles:
+    """Thread-safe record of files the pipeline could not decode."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.reasons: dict[str, str] = {}
+
+    def add(self, path: str, reason: str) -> None:
+        with self._lock:
+            self.reasons[path] = reason
+
+    @property
+    def count(self) -> int:
+        return len(self.reasons)
+
+
+def _decoder(skipped: SkippedFiles):
+    def decode(path_tensor: tf.Tensor):
+        path = path_tensor.numpy().decode()
+        try:
+            return image_io.load_image(path, max_pixels=_TRAINING_MAX_PIXELS), True
+        except InvalidInputError as error:
+            skipped.add(path, str(error))
+            return np.zeros([1, 1, 3], np.float32), False
+
+    def decode_op(path):
+        image, ok = tf.py_function(decode, [path], [tf.float32, tf.bool])
+        image.set_shape([None, None, 3])
+        ok.set_shape([])
+        return image, ok
+
+    return decode_op
+
+
+def _decoded_ok(image: tf.Tensor, ok: tf.Tensor) -> tf.Tensor:
+    return ok
+
+
+def _drop_flag(image: tf.Tensor, ok: tf.Tensor) -> tf.Tensor:
+    return image
+
+
+def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+    """Scales the short side to `size` (times 1 to 1.2), then takes a random square crop and flip.
+
+    Args:
+        image: float32 [H, W, 3].
+        size: side of the crop.
+        seed: int32 [2] stateless seed.
+
+    Returns:
+        float32 [size, size, 3].
+    """
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    scale = tf.random.stateless_uniform([], seeds[0], 1.0, 1.2) * size
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_shape = tf.cast(tf.math.ceil(shape * scale / tf.reduce_min(shape)), tf.int32)
+    image = tf.image.resize(image, tf.maximum(new_shape, size), antialias=True)
+    image = tf.image.stateless_random_crop(image, [size, size, 3], seeds[1])
+    return tf.clip_by_value(tf.image.stateless_random_flip_left_right(image, seeds[2]), 0.0, 255.0)
+
+
+def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, skipped: SkippedFiles) -> tf.data.Dataset:
+    """An endless, shuffled dataset of float32 [batch_size, size, size, 3] batches in [0, 255]."""
+    paths = tf.data.Dataset.from_tensor_slices(photos).shuffle(len(photos), seed=seed, reshuffle_each_iteration=True)
+    images = paths.repeat().map(_decoder(skipped), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    images = images.filter(_decoded_ok).map(_drop_flag)
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    crops = tf.data.Dataset.zip(images, seeds).map(
+        lambda image, pair: random_crop(image, size, tf.cast(pair % (2**31 - 1), tf.int32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    return crops.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_batch(photos: list[str], size: int) -> np.ndarray:
+    """Centre crops of the validation photos: float32 [N, size, size, 3] (unreadable ones left out)."""
+    crops = []
+    for path in photos:
+        try:
+            image = image_io.load_image(path, max_pixels=_TRAINING_MAX_PIXELS)
+        except InvalidInputError:
+            continue
+        height, width = image.shape[:2]
+        scale = size / min(height, width)
+        image = image_io.resize_image(image, max(size, round(height * scale)), max(size, round(width * scale)))
+        top, left = (image.shape[0] - size) // 2, (image.shape[1] - size) // 2
+        crops.append(image[top:top + size, left:left + size])
+    return np.stack(crops) if crops else np.zeros([0, size, size, 3], np.float32)

@@ -1,0 +1,213 @@
+"""The feed-forward training loop: one style, one run directory, under a `tf.distribute` strategy.
+
+A run directory holds ``model.json`` (what network this is), ``style.png``
+(the style image as used), ``checkpoints/`` (`tf.train.CheckpointManager`:
+network, optimizer state and step) and ``logs/`` (TensorBoard). Running the
+same command again resumes from the latest checkpoint.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from impasto.model import image_io
+from impasto.model.files import atomic_write_bytes
+from impasto.model.losses import gram_matrix, style_transfer_loss
+from impasto.model.transformer import TransformerNet
+from impasto.model.vgg import VggFeatures
+from impasto.model.weights import VggWeights
+from impasto.training import data
+from impasto.training.adam import Adam, first_replica_variables
+from impasto.training.config import TrainConfig
+
+MODEL_FORMAT = "impasto-transformer/1"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Summary of one `Trainer.train` call."""
+
+    steps: int
+    losses: dict[str, float]
+    validation_loss: float | None
+    images_per_second: float
+    wall_seconds: float
+    skipped_files: int
+
+
+def choose_strategy() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy when ``TF_CONFIG`` is set, else MirroredStrategy over local devices."""
+    if os.environ.get("TF_CONFIG"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.MirroredStrategy()
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "chief" or (not has_chief and resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+class Trainer:
+    """Trains one `TransformerNet` for one style.
+
+    Args:
+        config: training settings.
+        style_image: float32 [H, W, 3] in [0, 255].
+        run_dir: where checkpoints, logs and model.json go.
+        vgg_weights: loss-network weights (default: ImageNet VGG16).
+        strategy: a `tf.distribute.Strategy`; chosen by `choose_strategy` when None.
+        style_name: recorded in model.json.
+    """
+
+    def __init__(self, config: TrainConfig, style_image: np.ndarray, run_dir: str | os.PathLike,
+                 vgg_weights: VggWeights | None = None, strategy: tf.distribute.Strategy | None = None,
+                 style_name: str = "style"):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.strategy = strategy or choose_strategy()
+        self.is_chief = _is_chief(self.strategy)
+        compute_dtype = tf.bfloat16 if config.mixed_precision else tf.float32
+        with self.strategy.scope(), first_replica_variables():
+            self.network = TransformerNet(width=config.width, compute_dtype=compute_dtype, seed=config.seed)
+            self.optimizer = Adam(self.network.trainable_variables, config.learning_rate)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        with self.strategy.scope():
+            self.vgg = VggFeatures(vgg_weights, pooling=config.pooling, dtype=compute_dtype)
+        self.style_image = image_io.resize_long_side(style_image, config.style_size)
+        style_layers = [layer for layer, _ in config.loss.style_layers]
+        style_features = self.vgg(tf.constant(self.style_image[None]), style_layers)
+        self.style_grams = {layer: tf.constant(gram_matrix(style_features[layer])) for layer in style_layers}
+        self.checkpoint = tf.train.Checkpoint(transformer=self.network, optimizer=self.optimizer, step=self.step)
+        checkpoint_dir = self.run_dir / "checkpoints"
+        if not self.is_chief:  # Workers other than the chief write to a scratch directory (TF's convention).
+            checkpoint_dir = Path(tempfile.mkdtemp(prefix="impasto-worker-ckpt-"))
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(checkpoint_dir), max_to_keep=3)
+        self.style_name = style_name
+
+    def restore(self) -> int:
+        """Restores the latest checkpoint if there is one; returns the step it reached."""
+        metadata_path = self.run_dir / "model.json"
+        if metadata_path.is_file():
+            saved_width = json.loads(metadata_path.read_text())["width"]
+            if not math.isclose(saved_width, self.config.width):
+                raise ValueError(f"{self.run_dir} holds a width-{saved_width} network; this run asks for {self.config.width}")
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        return int(self.step.numpy())
+
+    def _write_metadata(self) -> None:
+        metadata = {"format": MODEL_FORMAT, "width": self.config.width, "style": self.style_name,
+                    "train_config": dataclasses.asdict(self.config)}
+        atomic_write_bytes(self.run_dir / "model.json", json.dumps(metadata, indent=2).encode())
+        atomic_write_bytes(self.run_dir / "style.png", image_io.encode_image(self.style_image))
+
+    def _loss(self, images: tf.Tensor):
+        """Perceptual loss of the network on a batch: (total, terms, stylized)."""
+        loss_config = self.config.loss
+        content_targets = self.vgg(images, [layer for layer, _ in loss_config.content_layers])
+        stylized = self.network(images)
+        features = self.vgg(stylized, loss_config.all_layers)
+        total, terms = style_transfer_loss(stylized, features, content_targets, self.style_grams, loss_config)
+        return total, terms, stylized
+
+    @tf.function
+    def _train_step(self, batch):
+        replicas = self.strategy.num_replicas_in_sync
+        variables = self.network.trainable_variables
+
+        def replica_step(images):
+            with tf.GradientTape() as tape:
+                total, terms, _ = self._loss(images)
+                scaled = total / replicas
+            gradients = tape.gradient(scaled, variables)
+            gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+            self.optimizer.apply(gradients, variables)
+            return terms | {"total": total}
+
+        per_replica = self.strategy.run(replica_step, args=(batch,))
+        self.step.assign_add(1)
+        return {name: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                for name, value in per_replica.items()}
+
+    @tf.function
+    def _validation_step(self, images):
+        total, _, stylized = self._loss(images)
+        return total, stylized
+
+    def train(self, photos: list[str], validation: list[str] = (), show_progress: bool = True) -> TrainResult:
+        """Trains up to ``config.steps``; resumes first if a checkpoint exists.
+
+        Raises:
+            TrainingDiverged: the loss became NaN or Inf (the last good checkpoint is kept).
+            KeyboardInterrupt: after saving a checkpoint at the current step.
+        """
+        config = self.config
+        start_step = self.restore()
+        self._write_metadata()
+        skipped = data.SkippedFiles()
+        dataset = data.training_dataset(photos, config.image_size, config.batch_size, config.seed + start_step, skipped)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        iterator = iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
+        validation_images = data.validation_batch(list(validation), config.image_size)
+        writer = tf.summary.create_file_writer(str(self.run_dir / "logs")) if self.is_chief else tf.summary.create_noop_writer()
+        bar = tqdm(total=config.steps, initial=start_step, unit="step", disable=not show_progress, dynamic_ncols=True)
+        losses, validation_loss, started = {}, None, time.perf_counter()
+        step = start_step
+        try:
+            while step < config.steps:
+                losses = {name: float(value) for name, value in self._train_step(next(iterator)).items()}
+                step = int(self.step.numpy())
+                if not math.isfinite(losses["total"]):
+                    raise TrainingDiverged(
+                        f"the loss became {losses['total']} at step {step}; training stopped and the last good "
+                        f"checkpoint ({self.manager.latest_checkpoint}) is kept. Try a lower --lr or --style-weight.")
+                rate = (step - start_step) * config.batch_size / (time.perf_counter() - started)
+                bar.update(1)
+                bar.set_postfix({"loss": f"{losses['total']:.4g}", "content": f"{losses['content']:.3g}",
+                                 "style": f"{losses['style']:.3g}", "tv": f"{losses['tv']:.3g}", "img/s": f"{rate:.2f}"})
+                with writer.as_default(step=step):
+                    if step % config.log_every == 0:
+                        for name, value in losses.items():
+                            tf.summary.scalar(f"loss/{name}", value)
+                        tf.summary.scalar("learning_rate", self.optimizer.learning_rate)
+                        tf.summary.scalar("images_per_second", rate)
+                    if len(validation_images) and (step % config.validate_every == 0 or step == config.steps):
+                        validation_loss = self._validate(validation_images)
+                if step % config.checkpoint_every == 0:
+                    self.manager.save(checkpoint_number=step)
+        except KeyboardInterrupt:
+            self.manager.save(checkpoint_number=int(self.step.numpy()))
+            raise
+        finally:
+            bar.close()
+            writer.flush()
+        if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
+            self.manager.save(checkpoint_number=step)
+        elapsed = time.perf_counter() - started
+        return TrainResult(steps=step, losses=losses, validation_loss=validation_loss,
+                           images_per_second=(step - start_step) * config.batch_size / max(elapsed, 1e-9),
+                           wall_seconds=elapsed, skipped_files=skipped.count)
+
+    def _validate(self, images: np.ndarray) -> float:
+        """Writes the validation loss and stylized images (inside a summary context); returns the loss."""
+        total, stylized = self._validation_step(tf.constant(images))
+        tf.summary.scalar("validation/loss", total)
+        tf.summary.image("validation/stylized", tf.cast(stylized, tf.uint8), max_outputs=4)
+        return float(total)
