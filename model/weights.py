@@ -164,6 +164,14 @@ def _package_file(source: BuiltinSource) -> Path:
     return path
 
 
+def save_vgg_weights(weights: VggWeights, path: str | os.PathLike) -> None:
+    """Writes weights in the converted ``.npz`` format that `load_vgg_weights` reads back."""
+    arrays = {}
+    for name, (kernel, bias) in weights.layers.items():
+        arrays[f"{name}/kernel"], arrays[f"{name}/bias"] = kernel, bias
+    _write_converted(Path(path), arrays, weights.preprocessing)
+
+
 def _write_converted(path: Path, arrays: dict[str, np.ndarray], preprocessing: str) -> None:
     buffer = io.BytesIO()
     np.savez(buffer, preprocessing=np.array(preprocessing), sha256=np.array(content_sha256(arrays)), **arrays)
@@ -263,7 +271,12 @@ def _read_keras_h5(path: Path) -> dict[str, np.ndarray]:
                 if not _LAYER_NAME.match(layer):
                     continue
                 found = {}
-                root[layer].visititems(lambda name, item: found.setdefault(name.split("/")[-1], item[()]) if hasattr(item, "shape") else None)
+
+                def collect(name, item, found=found):
+                    if isinstance(item, h5py.Dataset):
+                        found[name.split("/")[-1]] = item[()]
+
+                root[layer].visititems(collect)
                 kernel = found.get("kernel:0", found.get("kernel"))
                 bias = found.get("bias:0", found.get("bias"))
                 if kernel is None or bias is None:

@@ -1,0 +1,100 @@
+"""The in-graph L-BFGS and Adam, checked against scipy and closed-form minima."""
+
+import numpy as np
+import pytest
+import scipy.optimize
+import tensorflow as tf
+
+from impasto.model.optimizers import Adam, Lbfgs, OptimizerConfig, make_optimizer
+
+
+def _quadratic(size=40, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(size, size))
+    a = (a @ a.T + size * np.eye(size)).astype(np.float32)
+    b = rng.normal(size=size).astype(np.float32)
+    a_tensor, b_tensor = tf.constant(a), tf.constant(b)
+
+    def objective(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = 0.5 * tf.tensordot(x, tf.linalg.matvec(a_tensor, x), 1) - tf.tensordot(b_tensor, x, 1)
+        return value, tape.gradient(value, x), tf.stack([value])
+
+    return objective, a, b
+
+
+def _rosenbrock(x):
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        value = tf.reduce_sum(100.0 * tf.square(x[1:] - tf.square(x[:-1])) + tf.square(1.0 - x[:-1]))
+    return value, tape.gradient(value, x), tf.stack([value])
+
+
+def test_lbfgs_finds_the_quadratic_minimum_like_scipy():
+    objective, a, b = _quadratic()
+    optimizer = Lbfgs(objective, 40, 1, OptimizerConfig(history_size=10, tolerance=0.0))
+    optimizer.start(tf.zeros(40))
+    optimizer.run(tf.constant(60))
+    exact = np.linalg.solve(a, b)
+    reference = scipy.optimize.minimize(lambda x: (0.5 * x @ a @ x - b @ x, a @ x - b), np.zeros(40), jac=True,
+                                        method="L-BFGS-B", options={"maxcor": 10})
+    np.testing.assert_allclose(optimizer.x.numpy(), exact, atol=1e-4)
+    assert float(optimizer.value) == pytest.approx(reference.fun, rel=1e-5)
+
+
+def test_lbfgs_solves_rosenbrock_in_about_as_many_evaluations_as_scipy():
+    optimizer = Lbfgs(_rosenbrock, 6, 1, OptimizerConfig(history_size=10, tolerance=0.0, max_line_search=20))
+    optimizer.start(tf.fill([6], -1.0))
+    optimizer.run(tf.constant(300))
+    np.testing.assert_allclose(optimizer.x.numpy(), np.ones(6), atol=1e-2)
+    reference = scipy.optimize.minimize(scipy.optimize.rosen, -np.ones(6), jac=scipy.optimize.rosen_der,
+                                        method="L-BFGS-B", options={"maxcor": 10})
+    assert int(optimizer.evaluations) < 3 * reference.nfev
+
+
+def test_lbfgs_history_is_kept_across_chunks():
+    objective, _, _ = _quadratic(seed=1)
+    whole = Lbfgs(objective, 40, 1, OptimizerConfig(tolerance=0.0))
+    whole.start(tf.zeros(40))
+    whole.run(tf.constant(12))
+    chunked = Lbfgs(objective, 40, 1, OptimizerConfig(tolerance=0.0))
+    chunked.start(tf.zeros(40))
+    for _ in range(4):
+        chunked.run(tf.constant(3))
+    np.testing.assert_allclose(chunked.x.numpy(), whole.x.numpy(), rtol=1e-5, atol=1e-6)
+    assert int(chunked.iterations) == int(whole.iterations) == 12
+
+
+def test_an_lbfgs_iteration_usually_costs_one_evaluation():
+    objective, _, _ = _quadratic(seed=2)
+    optimizer = Lbfgs(objective, 40, 1, OptimizerConfig(tolerance=0.0))
+    optimizer.start(tf.zeros(40))
+    optimizer.run(tf.constant(8))
+    assert int(optimizer.evaluations) <= 1 + 8 + 3  # Start, one per iteration, a few backtracks at most.
+
+
+def test_tolerance_stops_early():
+    objective, _, _ = _quadratic(seed=3)
+    optimizer = Lbfgs(objective, 40, 1, OptimizerConfig(tolerance=1e-3))
+    optimizer.start(tf.zeros(40))
+    done = int(optimizer.run(tf.constant(500)))
+    assert bool(optimizer.converged) and done < 500
+
+
+def test_adam_descends_and_keeps_the_loss_parts():
+    objective, a, b = _quadratic(seed=4)
+    optimizer = make_optimizer(objective, 40, 1, OptimizerConfig(method="adam", learning_rate=0.05, tolerance=0.0))
+    assert isinstance(optimizer, Adam)
+    optimizer.start(tf.zeros(40))
+    start_value = float(optimizer.value)
+    optimizer.run(tf.constant(200))
+    assert float(optimizer.value) < start_value
+    assert float(optimizer.terms[0]) == pytest.approx(float(optimizer.value))
+    exact_value = float(-0.5 * b @ np.linalg.solve(a, b))
+    assert float(optimizer.value) == pytest.approx(exact_value, rel=0.05)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer(_rosenbrock, 2, 1, OptimizerConfig(method="sgd"))
