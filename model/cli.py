@@ -113,7 +113,8 @@ def _gatys_config(args) -> GatysConfig:
     optimizer = OptimizerConfig(method=args.optimizer, learning_rate=args.lr, tolerance=args.tolerance)
     return replace(config, size=args.size or config.size, iterations=args.iterations, scales=args.scales, loss=loss,
                    optimizer=optimizer, pooling=args.pooling, init=args.init, style_scale=args.style_scale,
-                   preserve_color=args.preserve_color, seed=args.seed)
+                   preserve_color=args.preserve_color, seed=args.seed,
+                   report_every=min(config.report_every, args.save_every or config.report_every))
 
 
 def _run_optimize(args, content_image):

@@ -1,0 +1,76 @@
+"""`impasto stylize` end to end, as a user runs it: real process, exit codes, files written or not."""
+
+import subprocess
+
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT
+
+IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
+
+
+def _stylize(*args, timeout=300):
+    return subprocess.run([IMPASTO, "stylize", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle(tmp_path_factory):
+    from impasto.model.library import write_bundle
+    from impasto.model.transformer import TransformerNet
+
+    path = tmp_path_factory.mktemp("bundle") / "tiny.npz"
+    write_bundle(TransformerNet(width=0.125), {"width": 0.125, "style": "test"}, path)
+    return path
+
+
+def test_optimize_writes_the_image_and_snapshots(tmp_path, data_dir, tiny_vgg_file):
+    out = tmp_path / "out.png"
+    finished = _stylize(data_dir / "chelsea.png", "--style", data_dir / "starry_night.png", "--style",
+                        data_dir / "great_wave.png", "--style-weights", "0.7,0.3", "--size", 64, "--iterations", 4,
+                        "--save-every", 2, "--vgg-weights", tiny_vgg_file, "--out", out, "--no-progress",
+                        "--preserve-color", "--pooling", "max")
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert max(Image.open(out).size) == 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "out_00002.png", "out_00004.png"]
+
+
+def test_fast_keeps_the_photo_size(tmp_path, data_dir, tiny_bundle):
+    out = tmp_path / "fast.jpg"
+    finished = _stylize("--method", "fast", "--model", tiny_bundle, data_dir / "koala.png", "--out", out)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert Image.open(out).size == Image.open(data_dir / "koala.png").size
+
+
+@pytest.mark.parametrize("case", [
+    ("missing content", ["{data}/nope.png", "--style", "{data}/starry_night.png"], "no such file"),
+    ("corrupt style", ["{data}/chelsea.png", "--style", "{data}/edge_random_bytes.jpg"], "not a recognised image"),
+    ("truncated content", ["{data}/edge_truncated.jpg", "--style", "{data}/starry_night.png"], "truncated"),
+    ("bomb content", ["{data}/edge_bomb_30000.png", "--style", "{data}/starry_night.png"], "exceeds the limit"),
+    ("blend weights", ["{data}/chelsea.png", "--style", "{data}/starry_night.png", "--style-weights", "1,2"],
+     "one non-negative weight per --style"),
+    ("unknown layer", ["{data}/chelsea.png", "--style", "{data}/starry_night.png", "--style-layers", "block9_conv1"],
+     "unknown VGG layers"),
+    ("unknown model", ["{data}/chelsea.png", "--model", "no_such_model"], "no model 'no_such_model'"),
+    ("bad strength", ["{data}/chelsea.png", "--model", "x", "--strength", "2"], "--strength"),
+], ids=lambda case: case[0])
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, data_dir, case):
+    _, args, message = case
+    out = tmp_path / "out.png"
+    finished = _stylize(*[a.format(data=data_dir) for a in args], "--out", out, "--iterations", 1, "--size", 32)
+    assert finished.returncode == 2
+    assert message in finished.stderr and "Traceback" not in finished.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_output_extension_is_refused_before_any_work(tmp_path, data_dir):
+    finished = _stylize(data_dir / "chelsea.png", "--style", data_dir / "starry_night.png", "--out", tmp_path / "o.gif")
+    assert finished.returncode == 2 and "unsupported output extension" in finished.stderr
+
+
+def test_list_models_prints_one_name_a_line():
+    from impasto.model.library import bundled_model_names
+
+    finished = _stylize("--list-models")
+    assert finished.returncode == 0
+    assert finished.stdout.split() == bundled_model_names()
