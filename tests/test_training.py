@@ -54,6 +54,7 @@ def test_training_writes_checkpoints_logs_and_metadata(tmp_path, photo_dir, tiny
     assert metadata["width"] == 0.125 and metadata["train_config"]["steps"] == 4
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-4")
     assert list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
+    assert json.loads((tmp_path / "run" / "bundle.json").read_text())["steps"] == 4
 
 
 def test_resume_continues_with_the_saved_step_and_optimizer_state(tmp_path, photo_dir, tiny_vgg_weights, style_image):

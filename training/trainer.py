@@ -2,8 +2,10 @@
 
 A run directory holds ``model.json`` (what network this is), ``style.png``
 (the style image as used), ``checkpoints/`` (`tf.train.CheckpointManager`:
-network, optimizer state and step) and ``logs/`` (TensorBoard). Running the
-same command again resumes from the latest checkpoint.
+network, optimizer state and step), ``logs/`` (TensorBoard) and, once training
+ends, ``bundle.npz``/``bundle.json`` (the network in compact float16 form, as
+bundled models ship). Running the same command again resumes from the latest
+checkpoint.
 """
 
 import dataclasses
@@ -21,6 +23,7 @@ from tqdm import tqdm
 
 from impasto.model import image_io
 from impasto.model.files import atomic_write_bytes
+from impasto.model.library import write_bundle
 from impasto.model.losses import gram_matrix, style_transfer_loss
 from impasto.model.transformer import TransformerNet
 from impasto.model.vgg import VggFeatures
@@ -201,9 +204,19 @@ class Trainer:
         if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
             self.manager.save(checkpoint_number=step)
         elapsed = time.perf_counter() - started
-        return TrainResult(steps=step, losses=losses, validation_loss=validation_loss,
-                           images_per_second=(step - start_step) * config.batch_size / max(elapsed, 1e-9),
-                           wall_seconds=elapsed, skipped_files=skipped.count)
+        result = TrainResult(steps=step, losses=losses, validation_loss=validation_loss,
+                             images_per_second=(step - start_step) * config.batch_size / max(elapsed, 1e-9),
+                             wall_seconds=elapsed, skipped_files=skipped.count)
+        if self.is_chief:
+            self._write_bundle(result)
+        return result
+
+    def _write_bundle(self, result: TrainResult) -> None:
+        """Writes ``bundle.npz``/``bundle.json``: the trained network in compact float16 form."""
+        metadata = json.loads((self.run_dir / "model.json").read_text())
+        metadata.update(steps=result.steps, images_per_second=round(result.images_per_second, 3),
+                        wall_seconds=round(result.wall_seconds, 1))
+        write_bundle(self.network, metadata, self.run_dir / "bundle.npz")
 
     def _validate(self, images: np.ndarray) -> float:
         """Writes the validation loss and stylized images (inside a summary context); returns the loss."""
