@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style-weight", type=float)
     parser.add_argument("--tv-weight", type=float)
     parser.add_argument("--validation-photos", type=int, help="photos held out for the validation loss and images")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    parser.add_argument("--log-every", type=int, help="steps between TensorBoard scalar writes")
+    parser.add_argument("--validate-every", type=int, help="steps between validation passes")
     parser.add_argument("--mixed-precision", action="store_true", default=None, help="bfloat16 compute (for GPUs)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--vgg-weights", help="loss-network weights: imagenet, torchvision, or a .h5/.npz file")
@@ -43,10 +46,12 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     config = preset(args.preset, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
                     style_size=args.style_size, width=args.width, learning_rate=args.learning_rate,
-                    validation_photos=args.validation_photos, mixed_precision=args.mixed_precision, seed=args.seed)
+                    validation_photos=args.validation_photos, mixed_precision=args.mixed_precision, seed=args.seed,
+                    checkpoint_every=args.checkpoint_every, log_every=args.log_every,
+                    validate_every=args.validate_every)
     loss_overrides = {"content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight}
     config = replace(config, loss=replace(config.loss, **{k: v for k, v in loss_overrides.items() if v is not None}))
-    for name in ("steps", "batch_size", "image_size", "style_size"):
+    for name in ("steps", "batch_size", "image_size", "style_size", "checkpoint_every", "log_every", "validate_every"):
         if getattr(config, name) < 1:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be at least 1")
     style_image = image_io.load_image(args.style)
