@@ -34,3 +34,9 @@ STYLIZED_IMAGES = "stylized_images"
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 """Name of the warmup record file under assets.extra/, as TF Serving expects."""
+
+ASSETS_EXTRA = "assets.extra"
+"""Folder of a version directory that TF Serving leaves alone (warmup records, impasto's metadata)."""
+METADATA_FILE = "impasto_export.json"
+"""JSON under assets.extra/: style, source, XLA, max side, max pixels and the size buckets of the export."""
+

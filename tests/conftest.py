@@ -126,3 +126,142 @@ def export_bundle(tmp_path_factory, export_network) -> Path:
     path = tmp_path_factory.mktemp("bundle") / "tiny.npz"
     write_bundle(export_network, {"width": 0.125, "style": "test"}, path)
     return path
+
+
+# Serving: a tiny no-XLA export (one 64 px bucket) and real `impasto serve` processes on loopback.
+
+
+@pytest.fixture(scope="session")
+def serving_version_dir(tmp_path_factory, export_network) -> Path:
+    """Version 1 of a no-XLA export with a single 64 px bucket: loads and warms up in about a second."""
+    from impasto.export.exporter import export_model
+    from impasto.export.signatures import ServingConfig
+
+    config = ServingConfig(max_side=64, ladder=(64,), jit_compile=False)
+    models_dir = tmp_path_factory.mktemp("serving_models")
+    return export_model(export_network, {"width": 0.125, "style": "test"}, models_dir / "tiny", 1, config)
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """A real `impasto serve` subprocess on free loopback ports; its log goes to `log_path`."""
+
+    def __init__(self, args: list[str], log_path: Path, rest: bool = True):
+        import subprocess
+        import sys
+
+        self.port, self.rest_port = free_port(), (free_port() if rest else 0)
+        self.target, self.rest_url = f"127.0.0.1:{self.port}", f"http://127.0.0.1:{self.rest_port}"
+        self.log_path = log_path
+        command = [str(Path(sys.executable).parent / "impasto"), "serve", "--port", str(self.port),
+                   "--rest_api_port", str(self.rest_port), *args]
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 120.0) -> "ServerProcess":
+        """Waits for the "serving models" line; fails with the log if the process exits first."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while "serving models" not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"impasto serve did not start (exit {self.process.returncode}):\n{self.log()}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then the exit code (SIGKILL after `timeout` seconds)."""
+        import subprocess
+
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+@pytest.fixture(scope="session")
+def start_server(tmp_path_factory):
+    """Starts `impasto serve` processes (`start_server(args, rest=True)`); stops them at the end of the session."""
+    servers = []
+
+    def start(args: list[str], rest: bool = True, wait: bool = True) -> ServerProcess:
+        server = ServerProcess([str(arg) for arg in args], tmp_path_factory.mktemp("serve") / "serve.log", rest)
+        servers.append(server)
+        return server.wait_ready() if wait else server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def small_images(tmp_path_factory) -> dict:
+    """Four test photos as PNG bytes, 40 to 64 px on the long side (all different sizes), also saved in ["dir"]."""
+    folder = tmp_path_factory.mktemp("small_images")
+    images = {}
+    for name, side in (("chelsea.png", 64), ("coffee.png", 48), ("rocket.png", 56), ("koala.png", 40)):
+        data = image_io.encode_image(image_io.resize_long_side(load_test_image(name), side))
+        (folder / name).write_bytes(data)
+        images[name] = data
+    return {"dir": folder, **images}
+
+
+def _save_wrong_signature_model(version_dir: Path) -> None:
+    """A SavedModel whose serving_default takes float "images" and gives "scores": not impasto's contract."""
+    import tensorflow as tf
+
+    class Wrong(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="images")])
+        def serve(self, images):
+            return {"scores": tf.reduce_sum(images, axis=1)}
+
+    module = Wrong()
+    tf.saved_model.save(module, str(version_dir), signatures={"serving_default": module.serve})
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tmp_path_factory, serving_version_dir, start_server) -> ServerProcess:
+    """One `impasto serve` for the session, from a models.config:
+
+    - "tiny": versions 1 and 2 (specific policy), labels stable -> 1, canary -> 2;
+    - "wrong": a model without impasto's signature keys.
+
+    Batching is on (8 per batch, 30 ms timeout) and Prometheus metrics are enabled.
+    """
+    models = tmp_path_factory.mktemp("tiny_server")
+    for version in ("1", "2"):
+        shutil.copytree(serving_version_dir, models / "tiny" / version)
+    _save_wrong_signature_model(models / "wrong" / "1")
+    (models / "models.config").write_text(f"""model_config_list {{
+  config {{
+    name: "tiny" base_path: "{models / 'tiny'}" model_platform: "tensorflow"
+    model_version_policy {{ specific {{ versions: 1 versions: 2 }} }}
+    version_labels {{ key: "stable" value: 1 }}
+    version_labels {{ key: "canary" value: 2 }}
+  }}
+  config {{ name: "wrong" base_path: "{models / 'wrong'}" model_platform: "tensorflow" }}
+}}
+""")
+    (models / "batching.txt").write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 30000 }\n"
+                                         "num_batch_threads { value: 2 }\n")
+    (models / "monitoring.config").write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
+    return start_server(["--model_config_file", models / "models.config", "--enable_batching",
+                         "--batching_parameters_file", models / "batching.txt",
+                         "--monitoring_config_file", models / "monitoring.config",
+                         "--file_system_poll_wait_seconds", "0"])

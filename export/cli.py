@@ -1,0 +1,84 @@
+"""`impasto export`: a trained model -> a TensorFlow Serving SavedModel version, plus the server's config files.
+
+    impasto export RUN_DIR_OR_BUNDLED_NAME --model-base MODELS_DIR --name NAME [--version N]
+        [--no-xla] [--max-side 2048]
+
+writes MODELS_DIR/NAME/<version>/ atomically and rewrites MODELS_DIR/models.config,
+batching_parameters.txt and monitoring.config. See docs/serving.md.
+"""
+
+import argparse
+from pathlib import Path
+
+from impasto.export import exporter, tfserving_config
+from impasto.export.signatures import ServingConfig
+from impasto.export.tfserving_config import BatchingConfig
+from impasto.model.cli_errors import EXIT_OK, reports_errors
+from impasto.model.errors import InvalidInputError
+from impasto.model.image_io import DEFAULT_MAX_PIXELS
+from impasto.model.library import load_network
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="impasto export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="bundled model name, training run directory or .npz bundle")
+    parser.add_argument("--model-base", required=True, help="folder of served models (MODELS_DIR)")
+    parser.add_argument("--name", required=True, help="model name: the folder under MODELS_DIR and the TF Serving name")
+    parser.add_argument("--version", type=int, help="version number (default: one more than the highest)")
+    parser.add_argument("--no-xla", action="store_true", help="no XLA anywhere (for servers without XLA flags)")
+    parser.add_argument("--max-side", type=int, default=2048,
+                        help="longer inputs are scaled down to this long side before the network (default 2048)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help="refuse images whose header claims more pixels (default %(default)s)")
+    parser.add_argument("--serving-base-path",
+                        help="where the server sees MODELS_DIR, for models.config (e.g. /models in the container); "
+                             "default MODELS_DIR's absolute path")
+    batching = parser.add_argument_group(
+        "batching_parameters.txt", "Given any of these, the file is rewritten from them (defaults for the rest); "
+        "given none, an existing file is kept and a missing one gets the defaults.")
+    defaults = BatchingConfig()
+    for flag, default in (("--max-batch-size", defaults.max_batch_size),
+                          ("--batch-timeout-micros", defaults.batch_timeout_micros),
+                          ("--num-batch-threads", defaults.num_batch_threads),
+                          ("--max-enqueued-batches", defaults.max_enqueued_batches)):
+        batching.add_argument(flag, type=int, help=f"default {default}")
+    batching.add_argument("--allowed-batch-sizes", help="e.g. 1,2,4,8 ending at --max-batch-size (default none)")
+    return parser
+
+
+def _batching_config(args) -> BatchingConfig | None:
+    """The batching flags as a BatchingConfig, or None when none was given."""
+    given = {name: getattr(args, name) for name in
+             ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")}
+    given = {name: value for name, value in given.items() if value is not None}
+    if args.allowed_batch_sizes is not None:
+        try:
+            given["allowed_batch_sizes"] = tuple(int(size) for size in args.allowed_batch_sizes.split(",") if size.strip())
+        except ValueError:
+            raise InvalidInputError(f"--allowed-batch-sizes: {args.allowed_batch_sizes!r} is not a list of integers") from None
+    return BatchingConfig(**given) if given else None
+
+
+@reports_errors
+def run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    # Every check that can refuse the input runs before anything is written.
+    serving = ServingConfig(max_side=args.max_side, max_pixels=args.max_pixels, jit_compile=not args.no_xla)
+    batching = _batching_config(args)
+    models_dir = Path(args.model_base)
+    if models_dir.exists() and not models_dir.is_dir():
+        raise InvalidInputError(f"--model-base {models_dir}: not a directory")
+    model_dir = models_dir / exporter.check_model_name(args.name)
+    if args.version is not None and (args.version < 1 or (model_dir / str(args.version)).exists()):
+        raise InvalidInputError(f"--version {args.version}: must be a positive integer not already in {model_dir}")
+    previous = tfserving_config.read_models_config(models_dir)
+    network, metadata = load_network(args.model)
+    version_dir = exporter.export_model(network, metadata, model_dir, version=args.version, config=serving,
+                                        source=args.model)
+    written = tfserving_config.write_server_files(models_dir, batching, args.serving_base_path, previous)
+    sides = "/".join(str(side) for side in serving.bucket_sides)
+    print(f"exported {args.model} as {args.name} version {version_dir.name} to {version_dir} "
+          f"({'XLA' if serving.jit_compile else 'no XLA'}; bucket sides {sides})")
+    print("updated " + ", ".join(str(path) for path in written))
+    return EXIT_OK

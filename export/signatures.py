@@ -1,0 +1,291 @@
+"""The exported `tf.Module`: TensorFlow Serving signatures around one trained `TransformerNet`.
+
+Signatures (names and tensor keys are the constants of `impasto.export.keys`):
+
+- ``serving_default``: ``image_bytes`` tf.string [N] (JPEG, PNG, GIF first frame or
+  BMP, each of any size) -> ``stylized_image_bytes`` tf.string [N], PNG, each at its
+  own input's size. The network is XLA-compiled.
+- ``serving_noxla``: the same, with the network not XLA-compiled.
+- ``stylize_tensor``: ``images`` float32 [N, H, W, 3] in [0, 255] -> ``stylized_images``
+  float32 [N, H, W, 3] in [0, 255].
+- ``stylize_controls``: ``serving_default`` plus ``strength`` float32 [N] (0..1, blend
+  toward the content) and ``preserve_color`` bool [N].
+
+Per image, the byte signatures run (inside `tf.map_fn`, one image at a time, so the
+images of one batch may all differ in size):
+
+    header check (claimed pixels <= max_pixels) -> decode -> scale down so the long side
+    is at most max_side -> mirror-pad up to its size bucket -> network -> crop
+    -> scale back up to the input's size -> [luminance transfer, blend] -> PNG
+
+Only the network runs inside the XLA-compiled function (``jit_compile=True``), and it
+only ever sees bucket-sized inputs, so XLA compiles at most one program per bucket
+pair (per batch size, for ``stylize_tensor``). Decoding, resizing and encoding stay
+outside the compiled region.
+
+Decoding matches `impasto.model.image_io` where TensorFlow allows: PNG transparency is
+flattened onto white, animated GIFs give their first frame. Unlike image_io, EXIF
+orientation is not applied and WebP is not accepted. Bad bytes fail with
+InvalidArgumentError (gRPC INVALID_ARGUMENT / REST 400 in TensorFlow Serving).
+"""
+
+import itertools
+from dataclasses import dataclass
+
+import tensorflow as tf
+
+from impasto.export import keys
+from impasto.model import color
+from impasto.model.errors import InvalidInputError
+from impasto.model.image_io import DEFAULT_MAX_PIXELS
+from impasto.model.transformer import MIN_SIDE, TransformerNet
+
+DEFAULT_LADDER = (256, 384, 512, 768, 1024, 1536, 2048)
+"""Bucket sides, in pixels, before `ServingConfig.max_side` caps them."""
+
+_HEADER_LENGTH = 32
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_GIF_MAGIC = b"GIF8"
+_BMP_MAGIC = b"BM"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """How the exported signatures treat their inputs.
+
+    Attributes:
+        max_side: larger inputs are scaled down (aspect kept) to this long side before
+            the network runs; the result is scaled back up to the input's size.
+        max_pixels: refuse encoded images whose header claims more pixels than this.
+        jit_compile: XLA-compile the network in every signature but ``serving_noxla``.
+        ladder: candidate bucket sides (multiples of 4, at least 16, increasing).
+    """
+
+    max_side: int = 2048
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    jit_compile: bool = True
+    ladder: tuple[int, ...] = DEFAULT_LADDER
+
+    def __post_init__(self):
+        if not MIN_SIDE <= self.max_side <= 16384:
+            raise InvalidInputError(f"max side must be between {MIN_SIDE} and 16384 pixels, not {self.max_side}")
+        if self.max_pixels < 1:
+            raise InvalidInputError(f"max pixels must be positive, not {self.max_pixels}")
+        ladder = list(self.ladder)
+        if ladder != sorted(set(ladder)) or any(side % 4 or side < MIN_SIDE for side in ladder):
+            raise InvalidInputError(f"bucket ladder must increase and hold multiples of 4 >= {MIN_SIDE}: {ladder}")
+
+    @property
+    def bucket_sides(self) -> tuple[int, ...]:
+        """Sides an image is padded up to: the ladder below max_side, then max_side rounded up to a multiple of 4."""
+        top = max(MIN_SIDE, -(-self.max_side // 4) * 4)
+        return tuple(side for side in self.ladder if side < top) + (top,)
+
+    @property
+    def buckets(self) -> tuple[tuple[int, int], ...]:
+        """Every (height, width) bucket: one XLA program each (per batch size)."""
+        return tuple(itertools.product(self.bucket_sides, self.bucket_sides))
+
+
+def mirror_pad(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    """Pads [N, h, w, C] to [N, height, width, C] by mirroring (edge row included), any amount.
+
+    Mirroring keeps the colour statistics that instance normalisation sees close to
+    the image's own, even when the padding is larger than the image.
+    """
+    shape = tf.shape(images)
+    rows = _mirror_indices(shape[1], height)
+    cols = _mirror_indices(shape[2], width)
+    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
+
+
+def _mirror_indices(size: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+    """int32 [target]: 0, 1, ..., size-1, size-1, ..., 0, 0, 1, ... (period 2 * size)."""
+    position = tf.range(target) % (2 * size)
+    return tf.where(position < size, position, 2 * size - 1 - position)
+
+
+def claimed_pixels(data: tf.Tensor) -> tf.Tensor:
+    """Pixel count an encoded image's header claims, read without decoding any pixel.
+
+    JPEG via `tf.io.extract_jpeg_shape`; PNG from IHDR (big-endian uint32 at bytes
+    16 and 20); GIF from the logical screen (little-endian uint16 at 6 and 8); BMP
+    from BITMAPINFOHEADER (little-endian int32 at 18 and 22). Other formats give 0:
+    the decoder refuses them anyway.
+
+    Args:
+        data: tf.string scalar, the encoded file.
+
+    Returns:
+        int64 scalar.
+    """
+    header = tf.strings.substr(tf.strings.join([data, tf.constant(b"\0" * _HEADER_LENGTH)]), 0, _HEADER_LENGTH)
+
+    def field(offset: int, dtype: tf.DType, little_endian: bool) -> tf.Tensor:
+        raw = tf.io.decode_raw(tf.strings.substr(header, offset, dtype.size), dtype, little_endian=little_endian)
+        return tf.cast(raw[0], tf.int64)
+
+    def uint32_big_endian(offset: int) -> tf.Tensor:  # DecodeRaw has no uint32.
+        return tf.bitwise.bitwise_and(field(offset, tf.int32, False), tf.constant(0xFFFFFFFF, tf.int64))
+
+    png = uint32_big_endian(16) * uint32_big_endian(20)
+    gif = field(6, tf.uint16, True) * field(8, tf.uint16, True)
+    bmp = tf.abs(field(18, tf.int32, True) * field(22, tf.int32, True))
+    pixels = tf.constant(0, tf.int64)
+    for magic, claimed in ((_PNG_MAGIC, png), (_GIF_MAGIC, gif), (_BMP_MAGIC, bmp)):
+        pixels = tf.where(_starts_with(header, magic), claimed, pixels)
+    return tf.cond(_starts_with(header, _JPEG_MAGIC),
+                   lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(data)[:2], tf.int64)),
+                   lambda: pixels)
+
+
+def _starts_with(data: tf.Tensor, magic: bytes) -> tf.Tensor:
+    return tf.equal(tf.strings.substr(data, 0, len(magic)), magic)
+
+
+def decode(data: tf.Tensor, max_pixels: int) -> tf.Tensor:
+    """Decodes one encoded image after checking its header's size claim.
+
+    Args:
+        data: tf.string scalar.
+        max_pixels: refuse larger images before decoding them.
+
+    Returns:
+        float32 [H, W, 3], RGB in [0, 255]; PNG alpha flattened onto white, JPEG decoded
+        with the accurate integer DCT (as Pillow does), GIF as its first frame.
+
+    Raises:
+        tf.errors.InvalidArgumentError: too large, or not a decodable image.
+    """
+    check = tf.debugging.assert_less_equal(
+        claimed_pixels(data), tf.constant(max_pixels, tf.int64),
+        message=f"{keys.IMAGE_BYTES}: the image header claims more than {max_pixels} pixels")
+    with tf.control_dependencies([check]):
+        data = tf.identity(data)
+
+    def png() -> tf.Tensor:
+        rgba = tf.cast(tf.io.decode_png(data, channels=4), tf.float32)
+        alpha = rgba[:, :, 3:] / 255.0
+        return rgba[:, :, :3] * alpha + 255.0 * (1.0 - alpha)
+
+    def jpeg() -> tf.Tensor:
+        return tf.cast(tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_ACCURATE"), tf.float32)
+
+    def other() -> tf.Tensor:
+        return tf.cast(tf.io.decode_image(data, channels=3, expand_animations=False), tf.float32)
+
+    image = tf.case([(_starts_with(data, _PNG_MAGIC), png), (_starts_with(data, _JPEG_MAGIC), jpeg)], default=other)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def encode_png(image: tf.Tensor) -> tf.Tensor:
+    """float32 [H, W, 3] in [0, 255] -> tf.string scalar PNG (rounded half to even, clipped)."""
+    return tf.io.encode_png(tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8))
+
+
+class StylizeModule(tf.Module):
+    """The exported module: four serving signatures around one network.
+
+    Args:
+        network: the trained transformer (its variables are saved with the module).
+        config: input handling and XLA settings.
+    """
+
+    def __init__(self, network: TransformerNet, config: ServingConfig = ServingConfig()):
+        super().__init__(name="impasto_stylize")
+        self.network = network
+        self.config = config
+        self._bucket_sides = tf.constant(config.bucket_sides, tf.int32)
+        spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
+        self._forward_plain = tf.function(network.__call__, input_signature=spec)
+        self._forward_xla = (tf.function(network.__call__, input_signature=spec, jit_compile=True)
+                             if config.jit_compile else self._forward_plain)
+
+    def signatures(self) -> dict:
+        """Signature name -> concrete function, for `tf.saved_model.save(..., signatures=...)`."""
+        return {
+            keys.SERVING_DEFAULT: self.serving_default.get_concrete_function(),
+            keys.SERVING_NOXLA: self.serving_noxla.get_concrete_function(),
+            keys.STYLIZE_TENSOR: self.stylize_tensor.get_concrete_function(),
+            keys.STYLIZE_CONTROLS: self.stylize_controls.get_concrete_function(),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES)])
+    def serving_default(self, image_bytes: tf.Tensor) -> dict:
+        """tf.string [N] encoded images -> {STYLIZED_IMAGE_BYTES: tf.string [N] PNG}."""
+        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._forward_xla)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES)])
+    def serving_noxla(self, image_bytes: tf.Tensor) -> dict:
+        """`serving_default` with the network run without XLA."""
+        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._forward_plain)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=keys.IMAGES)])
+    def stylize_tensor(self, images: tf.Tensor) -> dict:
+        """float32 [N, H, W, 3] in [0, 255] -> {STYLIZED_IMAGES: float32 [N, H, W, 3] in [0, 255]}."""
+        shape = tf.shape(images)
+        check = tf.debugging.assert_positive(shape[1:3], message=f"{keys.IMAGES}: height and width must be at least 1")
+        with tf.control_dependencies([check]):
+            images = tf.identity(images)
+        return {keys.STYLIZED_IMAGES: self._stylize_pixels(images, self._forward_xla)}
+
+    @tf.function(input_signature=[
+        tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES),
+        tf.TensorSpec([None], tf.float32, name=keys.STRENGTH),
+        tf.TensorSpec([None], tf.bool, name=keys.PRESERVE_COLOR),
+    ])
+    def stylize_controls(self, image_bytes: tf.Tensor, strength: tf.Tensor, preserve_color: tf.Tensor) -> dict:
+        """`serving_default` with a per-image style strength (0..1) and colour preservation."""
+        checks = [
+            tf.debugging.assert_equal(tf.size(strength), tf.size(image_bytes),
+                                      message=f"{keys.STRENGTH}: needs one value per image"),
+            tf.debugging.assert_equal(tf.size(preserve_color), tf.size(image_bytes),
+                                      message=f"{keys.PRESERVE_COLOR}: needs one value per image"),
+            tf.debugging.assert_greater_equal(strength, 0.0, message=f"{keys.STRENGTH}: must be between 0 and 1"),
+            tf.debugging.assert_less_equal(strength, 1.0, message=f"{keys.STRENGTH}: must be between 0 and 1"),
+        ]
+        with tf.control_dependencies(checks):
+            image_bytes = tf.identity(image_bytes)
+        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._forward_xla,
+                                                                  controls=(strength, preserve_color))}
+
+    @tf.function(input_signature=[])
+    def size_buckets(self) -> tf.Tensor:
+        """int32 [K]: the bucket sides; every (height, width) pair of them is a bucket."""
+        return self._bucket_sides
+
+    def _stylize_encoded(self, image_bytes: tf.Tensor, forward, controls=None) -> tf.Tensor:
+        """tf.string [N] -> tf.string [N] PNG, one image at a time (sizes may differ)."""
+
+        def one(elements) -> tf.Tensor:
+            content = decode(elements[0], self.config.max_pixels)[None]
+            stylized = self._stylize_pixels(content, forward)
+            if controls is not None:
+                stylized = tf.cond(elements[2], lambda: color.transfer_luminance(stylized, content), lambda: stylized)
+                stylized = color.blend(stylized, content, elements[1])
+            return encode_png(stylized[0])
+
+        elements = (image_bytes,) if controls is None else (image_bytes, *controls)
+        return tf.map_fn(one, elements, fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=1)
+
+    def _stylize_pixels(self, images: tf.Tensor, forward) -> tf.Tensor:
+        """float32 [N, H, W, 3] -> float32 [N, H, W, 3]: fit to max_side, pad to a bucket, run, crop, restore."""
+        shape = tf.shape(images)
+        height, width = shape[1], shape[2]
+        scale = tf.minimum(1.0, self.config.max_side / tf.cast(tf.maximum(height, width), tf.float32))
+        fit_height = tf.maximum(1, tf.cast(tf.round(tf.cast(height, tf.float32) * scale), tf.int32))
+        fit_width = tf.maximum(1, tf.cast(tf.round(tf.cast(width, tf.float32) * scale), tf.int32))
+        scaled = scale < 1.0
+        fitted = tf.cond(scaled, lambda: tf.image.resize(images, [fit_height, fit_width], antialias=True),
+                         lambda: images)
+        padded = mirror_pad(fitted, self._bucket_for(fit_height), self._bucket_for(fit_width))
+        stylized = forward(padded)[:, :fit_height, :fit_width, :]
+        restored = tf.cond(scaled, lambda: tf.image.resize(stylized, [height, width]), lambda: stylized)
+        return tf.clip_by_value(restored, 0.0, 255.0)
+
+    def _bucket_for(self, side: tf.Tensor) -> tf.Tensor:
+        """The smallest bucket side >= `side` (int32 scalar; side <= max_side)."""
+        index = tf.searchsorted(self._bucket_sides, tf.reshape(side, [1]), side="left")[0]
+        return tf.gather(self._bucket_sides, tf.minimum(index, tf.size(self._bucket_sides) - 1))

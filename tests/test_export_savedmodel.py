@@ -1,0 +1,139 @@
+"""The exported SavedModel on disk: reload equivalence, signature protos, XLA marking, warmup, metadata."""
+
+import json
+import subprocess
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+
+from impasto.export import keys
+from impasto.export.exporter import compare_with_reload
+from impasto.export.signatures import StylizeModule
+from impasto.export.warmup import read_warmup_requests, replay
+from impasto.model import image_io
+
+from conftest import DATA_DIR, REPO_ROOT
+
+SIGNATURES = {keys.SERVING_DEFAULT, keys.SERVING_NOXLA, keys.STYLIZE_TENSOR, keys.STYLIZE_CONTROLS}
+_INPUTS = {
+    keys.SERVING_DEFAULT: {keys.IMAGE_BYTES: (tf.string, [-1])},
+    keys.SERVING_NOXLA: {keys.IMAGE_BYTES: (tf.string, [-1])},
+    keys.STYLIZE_TENSOR: {keys.IMAGES: (tf.float32, [-1, -1, -1, 3])},
+    keys.STYLIZE_CONTROLS: {keys.IMAGE_BYTES: (tf.string, [-1]), keys.STRENGTH: (tf.float32, [-1]),
+                            keys.PRESERVE_COLOR: (tf.bool, [-1])},
+}
+_OUTPUTS = {keys.STYLIZE_TENSOR: {keys.STYLIZED_IMAGES: (tf.float32, [-1, -1, -1, 3])}}
+_DECODE_AND_ENCODE_OPS = {"DecodeImage", "DecodePng", "DecodeJpeg", "EncodePng", "ResizeBilinear",
+                          "ScaleAndTranslate", "MapDefun", "While", "StatelessWhile"}
+
+
+def _images() -> list[bytes]:
+    """Three sizes across both buckets, one larger than max_side (scaled down), a GIF and a JPEG."""
+    large = image_io.resize_image(image_io.load_image(DATA_DIR / "koala.png"), 200, 150)
+    return [(DATA_DIR / "chelsea.png").read_bytes(), (DATA_DIR / "edge_1x1.png").read_bytes(),
+            image_io.encode_image(large), (DATA_DIR / "edge_animated.gif").read_bytes(),
+            (DATA_DIR / "edge_cmyk.jpg").read_bytes()]
+
+
+@pytest.fixture(scope="module")
+def loaded(exported):
+    """The XLA export, loaded once (each load compiles its XLA programs afresh)."""
+    return tf.saved_model.load(str(exported["xla"]))
+
+
+def _meta_graph(version_dir):
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((version_dir / "saved_model.pb").read_bytes())
+    assert len(saved_model.meta_graphs) == 1 and "serve" in saved_model.meta_graphs[0].meta_info_def.tags
+    return saved_model.meta_graphs[0]
+
+
+def _must_compile_functions(meta_graph) -> list:
+    return [f for f in meta_graph.graph_def.library.function
+            if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b]
+
+
+def test_version_directory_layout(exported):
+    for version_dir in (exported["xla"], exported["noxla"]):
+        assert version_dir.name == "1"
+        assert (version_dir / "saved_model.pb").is_file() and (version_dir / "variables" / "variables.index").is_file()
+        assert (version_dir / keys.ASSETS_EXTRA / keys.WARMUP_FILE).is_file()
+        assert [p.name for p in version_dir.parent.iterdir()] == ["1"]  # No temporary directory left behind.
+
+
+def test_reload_matches_the_in_memory_module(exported, export_module):
+    differences = compare_with_reload(export_module, exported["xla"], _images())
+    assert set(differences) == SIGNATURES
+    # Same graph, same XLA programs: the PNGs agree to the level, the floats to rounding noise.
+    assert max(differences[name] for name in SIGNATURES - {keys.STYLIZE_TENSOR}) <= 1
+    assert differences[keys.STYLIZE_TENSOR] <= 1e-3
+
+
+def test_no_xla_export_matches_its_module(exported, export_network, export_config):
+    module = StylizeModule(export_network, replace(export_config, jit_compile=False))
+    differences = compare_with_reload(module, exported["noxla"], _images()[:2])
+    assert max(differences.values()) <= 1
+
+
+def test_reloaded_batch_keeps_every_size(loaded):
+    images = _images()
+    outputs = loaded.signatures[keys.SERVING_DEFAULT](**{keys.IMAGE_BYTES: tf.constant(images)})
+    sizes = [tf.io.decode_png(o).shape for o in outputs[keys.STYLIZED_IMAGE_BYTES].numpy()]
+    assert sizes == [image_io.decode_image_bytes(i).shape for i in images]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        loaded.signatures[keys.SERVING_DEFAULT](**{keys.IMAGE_BYTES: tf.constant([b"garbage"])})
+
+
+@pytest.mark.parametrize("which", ["xla", "noxla"])
+def test_signature_defs_declare_keys_dtypes_and_shapes(exported, which):
+    meta_graph = _meta_graph(exported[which])
+    signatures = {k: v for k, v in meta_graph.signature_def.items() if not k.startswith("__")}
+    assert set(signatures) == SIGNATURES
+    for name, signature in signatures.items():
+        assert signature.method_name == keys.PREDICT_METHOD_NAME
+        declared = {key: (tf.as_dtype(t.dtype), [d.size for d in t.tensor_shape.dim]) for key, t in signature.inputs.items()}
+        assert declared == _INPUTS[name]
+        outputs = {key: (tf.as_dtype(t.dtype), [d.size for d in t.tensor_shape.dim]) for key, t in signature.outputs.items()}
+        assert outputs == _OUTPUTS.get(name, {keys.STYLIZED_IMAGE_BYTES: (tf.string, [-1])})
+
+
+def test_only_the_network_is_marked_for_xla(exported):
+    compiled = _must_compile_functions(_meta_graph(exported["xla"]))
+    assert compiled, "the XLA export has no function with _XlaMustCompile=true"
+    for function in compiled:
+        ops = {node.op for node in function.node_def}
+        assert "Conv2D" in ops and not ops & _DECODE_AND_ENCODE_OPS, sorted(ops)
+    assert _must_compile_functions(_meta_graph(exported["noxla"])) == []
+
+
+def test_saved_model_cli_shows_the_export(exported):
+    finished = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "saved_model_cli"), "show", "--all", "--dir",
+                               str(exported["xla"])], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert all(f"signature_def['{name}']" in finished.stdout for name in SIGNATURES)
+
+
+def test_warmup_records_cover_every_bucket_and_replay(exported, export_config, loaded):
+    requests = read_warmup_requests(exported["xla"] / keys.ASSETS_EXTRA / keys.WARMUP_FILE)
+    assert len(requests) == len(export_config.buckets) == 4
+    sizes = []
+    for request in requests:
+        assert request.model_spec.name == "tiny" and request.model_spec.signature_name == keys.SERVING_DEFAULT
+        (png,) = tf.make_ndarray(request.inputs[keys.IMAGE_BYTES])
+        sizes.append(tuple(tf.io.decode_png(png).shape[:2]))
+    assert sorted(sizes) == sorted(export_config.buckets)
+    results = replay(loaded, requests)
+    replayed = [tuple(tf.io.decode_png(r[keys.STYLIZED_IMAGE_BYTES][0]).shape[:2]) for r in results]
+    assert replayed == sizes
+
+
+def test_metadata_lists_the_buckets(exported, loaded):
+    xla = json.loads((exported["xla"] / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
+    assert xla["bucket_sides"] == [64, 128] and len(xla["buckets"]) == 4 and xla["xla"] is True
+    assert xla["max_side"] == 128 and xla["style"] == "test" and xla["version"] == 1
+    noxla = json.loads((exported["noxla"] / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
+    assert noxla["xla"] is False and noxla["model_name"] == "tiny_noxla"
+    np.testing.assert_array_equal(loaded.size_buckets().numpy(), [64, 128])
