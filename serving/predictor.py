@@ -1,0 +1,145 @@
+"""The request path shared by the gRPC and REST front ends: resolve, decode, run, time and count."""
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
+
+from impasto.export import keys
+from impasto.model.errors import InvalidInputError
+from impasto.serving.errors import RequestTooLargeError, status_code
+from impasto.serving.metrics import Metrics
+from impasto.serving.registry import Registry
+from impasto.serving.tensors import Arrays, Specs
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Per-request limits; 0 turns a limit off.
+
+    Attributes:
+        max_request_bytes: largest request body / message accepted.
+        max_batch_size: most examples in one request.
+        timeout_seconds: longest a request may wait before it starts running (the client's deadline may be shorter).
+    """
+
+    max_request_bytes: int = 256 * 1024 * 1024
+    max_batch_size: int = 64
+    timeout_seconds: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a request addresses: ModelSpec's fields."""
+
+    model: str
+    version: int | None = None
+    label: str = ""
+    signature: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """A finished request: the version that served it and the outputs."""
+
+    model: str
+    version: int
+    signature: str
+    outputs: Arrays
+
+
+def target_of(model_spec) -> Target:
+    """A tensorflow.serving.ModelSpec as a `Target`."""
+    version = model_spec.version.value if model_spec.HasField("version") else None
+    return Target(model_spec.name, version, model_spec.version_label, model_spec.signature_name)
+
+
+class Predictor:
+    """Runs predict requests against the registry, with limits and metrics.
+
+    Args:
+        registry: the served models.
+        metrics: where every request is counted.
+        limits: the request limits.
+    """
+
+    def __init__(self, registry: Registry, metrics: Metrics, limits: Limits):
+        self.registry, self.metrics, self.limits = registry, metrics, limits
+
+    def check_size(self, size_bytes: int) -> None:
+        """Refuses a request body larger than the limit.
+
+        Raises:
+            RequestTooLargeError: naming both sizes.
+        """
+        limit = self.limits.max_request_bytes
+        if limit and size_bytes > limit:
+            raise RequestTooLargeError(f"request of {size_bytes} bytes exceeds this server's limit of {limit} bytes")
+
+    def predict(self, target: Target, decode: Callable[[Specs], Arrays], output_filter=(),
+                client_seconds_left: float | None = None) -> Prediction:
+        """Resolves the target, decodes the inputs against its signature and runs them.
+
+        Args:
+            target: model, version or label, signature.
+            decode: turns the request's inputs into arrays, given the signature's input specs.
+            output_filter: output keys to return; empty for all.
+            client_seconds_left: the client's remaining deadline, if it set one.
+
+        Returns:
+            The prediction.
+
+        Raises:
+            NotFoundError, InvalidInputError, ResourceExhaustedError (a full batching queue), DeadlineExceededError.
+        """
+        start = time.monotonic()
+        budgets = [s for s in (client_seconds_left, self.limits.timeout_seconds or None) if s is not None]
+        deadline = start + min(budgets) if budgets else None
+        signature = target.signature or keys.SERVING_DEFAULT
+        version, status = None, "OK"
+        try:
+            with self.registry.servable(target.model, target.version, target.label) as servable:
+                version = servable.version
+                inputs = decode(servable.input_specs(signature))
+                outputs = servable.predict(signature, inputs, output_filter, deadline)
+            return Prediction(target.model, version, signature, outputs)
+        except Exception as error:
+            status = status_code(error).name
+            raise
+        finally:
+            self.metrics.record_request(target.model, version, status, time.monotonic() - start)
+
+    def metadata(self, target: Target, fields) -> get_model_metadata_pb2.GetModelMetadataResponse:
+        """GetModelMetadata: the version's SignatureDefMap packed in an Any under "signature_def".
+
+        Raises:
+            InvalidInputError: no or unsupported metadata fields.
+            NotFoundError: unknown model, version or label.
+        """
+        if not fields:
+            raise InvalidInputError("GetModelMetadataRequest must specify at least one metadata_field")
+        for field in fields:
+            if field != "signature_def":
+                raise InvalidInputError(f"Metadata field {field} is not supported")
+        with self.registry.servable(target.model, target.version, target.label) as servable:
+            response = get_model_metadata_pb2.GetModelMetadataResponse()
+            response.model_spec.name = target.model
+            response.model_spec.version.value = servable.version
+            response.metadata["signature_def"].Pack(servable.signature_def_map)
+        return response
+
+    def status(self, target: Target) -> get_model_status_pb2.GetModelStatusResponse:
+        """GetModelStatus: every version seen, or the one the target names.
+
+        Raises:
+            NotFoundError: unknown model, label or version.
+        """
+        version = self.registry.label_version(target.model, target.label) if target.label else target.version
+        response = get_model_status_pb2.GetModelStatusResponse()
+        for number, state in self.registry.states(target.model, version):
+            status = response.model_version_status.add(version=number)
+            status.state = get_model_status_pb2.ModelVersionStatus.State.Value(state.state)
+            status.status.error_code = state.error_code
+            status.status.error_message = state.error_message
+        return response

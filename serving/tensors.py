@@ -1,0 +1,184 @@
+"""Request tensors in and out: TensorProto and TF Serving's REST JSON <-> numpy, checked against a signature.
+
+Every check raises `InvalidInputError` with a message in TF Serving's words,
+so the gRPC and REST front ends answer the same mistake the same way.
+"""
+
+import base64
+import binascii
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
+
+from impasto.model.errors import InvalidInputError
+
+Arrays = dict[str, np.ndarray]
+Specs = dict[str, tf.TensorSpec]
+
+
+def from_tensor_proto(key: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
+    """Decodes one request TensorProto.
+
+    Raises:
+        InvalidInputError: inconsistent shape and content, or an unsupported dtype.
+    """
+    try:
+        return tf.make_ndarray(proto)
+    except (ValueError, TypeError) as error:
+        raise InvalidInputError(f"input '{key}': cannot decode TensorProto ({error})") from None
+
+
+def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
+    """Encodes one output array."""
+    return tf.make_tensor_proto(array)
+
+
+def check_proto_dtypes(specs: Specs, protos) -> None:
+    """Refuses request TensorProtos whose dtype differs from the signature's, before decoding them.
+
+    Raises:
+        InvalidInputError: "Expects arg[i] to be <dtype> but <dtype> is provided".
+    """
+    for index, key in enumerate(sorted(specs)):
+        if key in protos and protos[key].dtype != specs[key].dtype.as_datatype_enum:
+            provided = types_pb2.DataType.Name(protos[key].dtype)
+            raise InvalidInputError(f"Expects arg[{index}] ('{key}') to be {specs[key].dtype.name} "
+                                    f"but {_short_dtype(provided)} is provided")
+
+
+def _short_dtype(enum_name: str) -> str:
+    """'DT_FLOAT' -> 'float', as TensorFlow spells dtypes in its messages."""
+    return tf.as_dtype(types_pb2.DataType.Value(enum_name)).name if enum_name != "DT_INVALID" else "invalid"
+
+
+def check_keys(specs: Specs, names) -> None:
+    """Refuses a request whose input keys differ from the signature's.
+
+    Raises:
+        InvalidInputError: naming the extra and the missing keys.
+    """
+    extra, missing = sorted(set(names) - set(specs)), sorted(set(specs) - set(names))
+    if extra or missing:
+        raise InvalidInputError(
+            f"input size does not match signature: {len(names)}!={len(specs)} "
+            f"len({{{','.join(sorted(names))}}}) != len({{{','.join(sorted(specs))}}}). "
+            f"Sent extra: {{{','.join(extra)}}}. Missing but required: {{{','.join(missing)}}}.")
+
+
+def check_inputs(specs: Specs, inputs: Arrays, max_batch_size: int | None = None) -> int:
+    """Checks names, ranks, fixed dimensions and batch sizes of decoded inputs against a signature.
+
+    Args:
+        specs: the signature's inputs.
+        inputs: the request's inputs, already decoded.
+        max_batch_size: refuse requests with a larger leading dimension.
+
+    Returns:
+        The batch size (the common leading dimension).
+
+    Raises:
+        InvalidInputError: extra or missing keys, a wrong shape, an empty or oversized batch.
+    """
+    check_keys(specs, inputs)
+    batch_sizes = {}
+    for key in sorted(specs):
+        shape, expected = inputs[key].shape, specs[key].shape
+        if expected.rank is not None and (len(shape) != expected.rank or not expected.is_compatible_with(shape)):
+            raise InvalidInputError(f"input '{key}' has shape {list(shape)}; the signature expects "
+                                    f"{[-1 if d is None else d for d in expected.as_list()]}")
+        if not shape:
+            raise InvalidInputError(f"input '{key}' is a scalar; the signature expects a batch")
+        batch_sizes[key] = shape[0]
+    if len(set(batch_sizes.values())) > 1:
+        raise InvalidInputError(f"inputs have different batch sizes: {batch_sizes}")
+    batch = next(iter(batch_sizes.values()))
+    if batch == 0:
+        raise InvalidInputError("empty batch: every input has 0 elements in its first dimension")
+    if max_batch_size and batch > max_batch_size:
+        raise InvalidInputError(f"batch of {batch} exceeds this server's limit of {max_batch_size} per request")
+    return batch
+
+
+def check_output_filter(outputs: Specs, output_filter) -> list[str]:
+    """The outputs to send back: all when the filter is empty.
+
+    Raises:
+        InvalidInputError: the filter names an output the signature lacks.
+    """
+    for alias in output_filter:
+        if alias not in outputs:
+            raise InvalidInputError(f"output tensor alias not found in signature: {alias} Outputs expected "
+                                    f"to be in the set {{{','.join(sorted(outputs))}}}.")
+    return list(output_filter) or sorted(outputs)
+
+
+def from_json(key: str, value, spec: tf.TensorSpec) -> np.ndarray:
+    """Decodes one input from TF Serving's REST JSON: nested lists, strings as text or {"b64": ...}.
+
+    Raises:
+        InvalidInputError: values that do not fit the signature's dtype or are ragged.
+    """
+    if spec.dtype == tf.string:
+        value = _map_leaves(value, lambda leaf: _json_string(key, leaf))
+        try:
+            array = np.array(value, dtype=object)
+        except ValueError:
+            raise InvalidInputError(f"input '{key}': ragged nested lists") from None
+        if any(not isinstance(item, bytes) for item in array.reshape(-1)):
+            raise InvalidInputError(f"input '{key}': ragged nested lists")
+        return array
+    if isinstance(value, dict) or _has_dict(value):
+        raise InvalidInputError(f"input '{key}': {{\"b64\": ...}} is only allowed for string inputs, "
+                                f"the signature expects {spec.dtype.name}")
+    leaves = []
+    _map_leaves(value, leaves.append)
+    wanted = bool if spec.dtype == tf.bool else (int, float)
+    if not all(isinstance(leaf, wanted) for leaf in leaves):
+        raise InvalidInputError(f"input '{key}': expects {spec.dtype.name} values")
+    try:
+        return np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
+    except (ValueError, TypeError):
+        raise InvalidInputError(f"input '{key}': ragged nested lists") from None
+
+
+def _json_string(key: str, leaf) -> bytes:
+    """One string leaf: {"b64": ...} decoded, or text encoded as UTF-8."""
+    if isinstance(leaf, dict):
+        if set(leaf) != {"b64"} or not isinstance(leaf["b64"], str):
+            raise InvalidInputError(f"input '{key}': JSON object must be of the form {{\"b64\": \"<base64>\"}}")
+        try:
+            return base64.b64decode(leaf["b64"], validate=True)
+        except (binascii.Error, ValueError):
+            raise InvalidInputError(f"input '{key}': invalid base64 in {{\"b64\": ...}}") from None
+    if isinstance(leaf, str):
+        return leaf.encode()
+    raise InvalidInputError(f"input '{key}': expects string values, got {type(leaf).__name__}")
+
+
+def _map_leaves(value, function):
+    """Applies `function` to every non-list leaf of nested lists."""
+    if isinstance(value, list):
+        return [_map_leaves(item, function) for item in value]
+    return function(value)
+
+
+def _has_dict(value) -> bool:
+    return isinstance(value, dict) or (isinstance(value, list) and any(_has_dict(item) for item in value))
+
+
+def to_json(key: str, array: np.ndarray):
+    """Encodes one output for REST: strings as {"b64": ...} when the key ends in _bytes (as TF Serving does)."""
+    if array.dtype == object:
+        as_b64 = key.endswith("_bytes")
+        return _map_leaves(array.tolist(), lambda leaf: _json_output_string(leaf, as_b64))
+    return array.tolist()
+
+
+def _json_output_string(leaf: bytes, as_b64: bool):
+    if not as_b64:
+        try:
+            return leaf.decode()
+        except UnicodeDecodeError:
+            pass
+    return {"b64": base64.b64encode(leaf).decode("ascii")}
