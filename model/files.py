@@ -8,12 +8,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Writes `data` to `path` through a temporary file in the same directory and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes 0600; results are for others to read too.
         with os.fdopen(handle, "wb") as tmp_file:
             tmp_file.write(data)
             tmp_file.flush()
@@ -40,6 +47,7 @@ def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
         raise FileExistsError(f"{final_path} already exists")
     final_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final_path.name}.", suffix=".tmp", dir=final_path.parent))
+    os.chmod(tmp_dir, 0o777 & ~_umask())  # mkdtemp makes 0700; a model server may run as another user.
     try:
         yield tmp_dir
         os.rename(tmp_dir, final_path)

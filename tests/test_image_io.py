@@ -107,3 +107,14 @@ def test_save_is_atomic_and_refuses_unknown_extensions(tmp_path):
     image_io.save_image(image, tmp_path / "out.jpg")
     assert [p.name for p in tmp_path.iterdir()] == ["out.jpg"]  # No temporary file left behind.
     assert Image.open(tmp_path / "out.jpg").format == "JPEG"
+
+
+def test_written_files_follow_the_umask_not_mkstemp(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        image_io.save_image(np.zeros((2, 2, 3), np.float32), tmp_path / "out.png")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.png").stat().st_mode & 0o777 == 0o644
