@@ -6,7 +6,7 @@ IMPASTO := $(VENV)/bin/impasto
 STAMP := $(VENV)/.installed
 OUT := out
 
-.PHONY: install demo test clean
+.PHONY: install demo test gallery clean
 
 install: $(STAMP)
 
@@ -36,6 +36,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
+
+GALLERY_PHOTOS := data/samples/photos/gcompris_eiffel_tower.jpg data/samples/photos/gcompris_owl.jpg \
+	data/samples/photos/gcompris_colosseum.jpg data/samples/photos/skimage_coffee.jpg
+
+# The README's grid: sample photos (never trained on) x bundled models, by `impasto stylize --method fast`.
+gallery: $(STAMP)
+	@mkdir -p $(OUT)/gallery
+	@models="$$($(IMPASTO) stylize --list-models)"; \
+	for photo in $(GALLERY_PHOTOS); do for model in $$models; do \
+		$(IMPASTO) stylize --method fast --model $$model $$photo --out $(OUT)/gallery/$$(basename $$photo .jpg)__$$model.png --no-progress || exit 1; \
+	done; done; \
+	$(PY) docs/montage.py docs/images/fast_grid.jpg --photos $(GALLERY_PHOTOS) --images-dir $(OUT)/gallery --models $$models \
+		--styles $$(for m in $$models; do echo data/samples/styles/$$m.jpg; done)
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info
