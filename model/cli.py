@@ -23,6 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", help="output image (.png, .jpg, .webp, .bmp); written only on success")
     parser.add_argument("--method", choices=("optimize", "fast"), help="default: fast with --model, else optimize")
     parser.add_argument("--list-models", action="store_true", help="print the bundled model names and exit")
+    parser.add_argument("--max-pixels", type=int, default=image_io.DEFAULT_MAX_PIXELS,
+                        help="refuse input images whose header claims more pixels (default %(default)s)")
     fast = parser.add_argument_group("fast (feed-forward)")
     fast.add_argument("--model", help="bundled model name, training run directory or .npz bundle")
     fast.add_argument("--strength", type=float, default=1.0, help="0..1: blend from the content to the full style")
@@ -75,8 +77,10 @@ def run(argv: list[str]) -> int:
         parser.print_usage()
         raise InvalidInputError("CONTENT and --out are required")
     image_io.output_format(args.out)  # Refuse a bad output name before any work.
+    if args.max_pixels < 1:
+        raise InvalidInputError(f"--max-pixels must be positive, not {args.max_pixels}")
     method = args.method or ("fast" if args.model else "optimize")
-    content_image = image_io.load_image(args.content)
+    content_image = image_io.load_image(args.content, args.max_pixels)
     started = time.perf_counter()
     if method == "fast":
         result = _run_fast(args, content_image)
@@ -124,7 +128,7 @@ def _run_optimize(args, content_image):
         raise InvalidInputError(f"--size must be at least 16, not {args.size}")
     if args.iterations < 1:
         raise InvalidInputError("--iterations must be at least 1")
-    style_images = [image_io.load_image(path) for path in args.style]
+    style_images = [image_io.load_image(path, args.max_pixels) for path in args.style]
     blend_weights = None
     if args.style_weights:
         try:
@@ -135,7 +139,7 @@ def _run_optimize(args, content_image):
             raise InvalidInputError("--style-weights needs one non-negative weight per --style, not all zero")
     init_image = None
     if args.init not in ("content", "noise"):
-        init_image = image_io.load_image(args.init)
+        init_image = image_io.load_image(args.init, args.max_pixels)
     config = _gatys_config(args)
     vgg_layers = VggFeatures(load_vgg_weights(args.vgg_weights), pooling=config.pooling)
     unknown = set(config.loss.all_layers).difference(vgg_layers.layer_names)

@@ -10,7 +10,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def reports_errors(run: Callable[[list[str]], int]) -> Callable[[list[str]], int]:
-    """Wraps a CLI `run(argv)`: bad input -> message and exit 2, missing weights -> exit 1, no traceback."""
+    """Wraps a CLI `run(argv)`: bad input -> message and exit 2; missing weights or a failed write (a full disk,
+    no permission) -> message and exit 1; no traceback."""
 
     @functools.wraps(run)
     def wrapper(argv: list[str]) -> int:
@@ -19,7 +20,7 @@ def reports_errors(run: Callable[[list[str]], int]) -> Callable[[list[str]], int
         except InvalidInputError as error:
             print(f"impasto: error: {error}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        except WeightsError as error:
+        except (WeightsError, OSError) as error:
             print(f"impasto: error: {error}", file=sys.stderr)
             return EXIT_FAILURE
 

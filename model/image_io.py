@@ -34,6 +34,43 @@ _ENCODE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEB
 Image.MAX_IMAGE_PIXELS = None
 
 
+def _open_checked(data: bytes, max_pixels: int, what: str) -> Image.Image:
+    """Opens encoded bytes, reading the header only, and checks format and claimed size."""
+    if not data:
+        raise InvalidInputError(f"{what}: empty input (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+    except Exception as error:  # Pillow raises several unrelated types here.
+        raise InvalidInputError(f"{what}: not a recognised image ({type(error).__name__})") from None
+    width, height = image.size
+    problem = None
+    if image.format not in ACCEPTED_FORMATS:
+        problem = f"unsupported image format {image.format}"
+    elif width < 1 or height < 1:
+        problem = f"image has no pixels ({width}x{height})"
+    elif width * height > max_pixels:
+        problem = f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels"
+    if problem:
+        image.close()
+        raise InvalidInputError(f"{what}: {problem}")
+    return image
+
+
+def check_image_header(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image") -> tuple[int, int]:
+    """Reads an encoded image's header, decoding no pixel, and checks it as `decode_image_bytes` would.
+
+    Returns:
+        (width, height) as the header claims them.
+
+    Raises:
+        InvalidInputError: empty, unrecognised, or more pixels than `max_pixels`.
+    """
+    with _open_checked(data, max_pixels, what) as image:
+        return image.size
+
+
 def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: str = "image") -> np.ndarray:
     """Decodes encoded image bytes into the pixel contract.
 
@@ -48,24 +85,7 @@ def decode_image_bytes(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, what: 
     Raises:
         InvalidInputError: empty, truncated, unrecognised or too large input.
     """
-    if not data:
-        raise InvalidInputError(f"{what}: empty input (0 bytes)")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data))
-    except Exception as error:  # Pillow raises several unrelated types here.
-        raise InvalidInputError(f"{what}: not a recognised image ({type(error).__name__})") from None
-    with image:
-        if image.format not in ACCEPTED_FORMATS:
-            raise InvalidInputError(f"{what}: unsupported image format {image.format}")
-        width, height = image.size
-        if width < 1 or height < 1:
-            raise InvalidInputError(f"{what}: image has no pixels ({width}x{height})")
-        if width * height > max_pixels:
-            raise InvalidInputError(
-                f"{what}: {width}x{height} = {width * height} pixels exceeds the limit of {max_pixels} pixels"
-            )
+    with _open_checked(data, max_pixels, what) as image:
         try:
             image.seek(0)
             image.load()

@@ -222,17 +222,26 @@ def _read_onnx(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _plain_dtype(*args) -> np.dtype:
+    """`numpy.dtype` for the unpickler: refuses object dtypes, whose elements would be arbitrary objects."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError("refusing an object dtype: only plain numpy arrays are allowed")
+    return dtype
+
+
 class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """An unpickler that can rebuild numpy arrays and refuses every other global."""
+    """An unpickler that can rebuild plain numpy arrays and refuses every other global."""
 
     _ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
-        ("numpy", "dtype"),
     }
 
     def find_class(self, module: str, name: str):
+        if (module, name) == ("numpy", "dtype"):
+            return _plain_dtype
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
         import numpy.core.multiarray  # noqa: F401  (numpy 2 keeps this alias for old pickles)
@@ -240,9 +249,36 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
+_PLAIN_TYPES = (str, bytes, int, float, bool, complex, type(None))
+
+
+def _check_plain(value: object, depth: int = 0) -> None:
+    """Refuses anything but containers of scalars and plain (non-object) numpy arrays."""
+    if depth > 100:
+        raise pickle.UnpicklingError("refusing a pickle nested more than 100 levels deep")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_plain(key, depth + 1)
+            _check_plain(item, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _check_plain(item, depth + 1)
+    elif isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise pickle.UnpicklingError("refusing an object array: only plain numpy arrays are allowed")
+    elif not isinstance(value, _PLAIN_TYPES):
+        raise pickle.UnpicklingError(f"refusing a {type(value).__name__}: only plain numpy arrays are allowed")
+
+
 def restricted_unpickle(data: bytes) -> object:
-    """Unpickles bytes that may hold only dicts, lists, scalars and numpy arrays."""
-    return _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    """Unpickles bytes that may hold only dicts, lists, tuples, scalars and plain (non-object) numpy arrays.
+
+    Raises:
+        pickle.UnpicklingError: anything else, before it is returned.
+    """
+    value = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
+    _check_plain(value)
+    return value
 
 
 def _read_restricted_pickle(path: Path) -> dict[str, np.ndarray]:

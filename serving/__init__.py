@@ -9,7 +9,8 @@ Server, from the request inwards:
     servable     one loaded version: signatures, warmup replay, in-flight count
     batching     server-side batching across concurrent requests
     tensors      TensorProto / REST JSON <-> numpy, checked against a signature
-    config       models.config, batching, monitoring and SSL text protos
+    config       models.config, batching, monitoring and SSL text protos; model-root confinement
+    tls          server TLS for both ports from one set of PEM files
     metrics      request counts and latency histograms (Prometheus text format)
     errors       refusals and their gRPC / HTTP status codes
 

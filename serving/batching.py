@@ -9,7 +9,9 @@ holds `max_batch_size` examples or its oldest request has waited
 most `max_enqueued_batches` batches (open or closed) may wait, beyond which a
 request is refused with RESOURCE_EXHAUSTED. Outputs are split back along the
 first dimension. If a combined call fails on bad input, each request of the
-batch is run alone, so one corrupt image fails only its own request.
+batch is run alone, so one corrupt image fails only its own request. A request
+whose client goes away (its `cancelled` event is set) while it waits leaves its
+batch and is never run.
 """
 
 import collections
@@ -22,11 +24,13 @@ import numpy as np
 
 from impasto.model.errors import InvalidInputError
 from impasto.serving.config import BatchingOptions
-from impasto.serving.errors import DeadlineExceededError, ResourceExhaustedError, UnavailableError
+from impasto.serving.errors import CancelledError, DeadlineExceededError, ResourceExhaustedError, UnavailableError
 from impasto.serving.tensors import Arrays
 
 RunFunction = Callable[[str, Arrays], Arrays]
 """(signature name, inputs) -> outputs, every array batched along its first dimension."""
+CANCEL_POLL_SECONDS = 0.1
+"""How often a waiting request looks at its `cancelled` event."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -34,6 +38,8 @@ class _Task:
     inputs: Arrays
     size: int
     deadline: float | None
+    cancelled: threading.Event | None = None
+    batch: "_Batch | None" = None
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     outputs: Arrays | None = None
     error: BaseException | None = None
@@ -45,10 +51,12 @@ class _Task:
 
 @dataclasses.dataclass(eq=False)
 class _Batch:
+    key: tuple
     signature: str
     opened: float
     tasks: list[_Task] = dataclasses.field(default_factory=list)
     size: int = 0
+    taken: bool = False  # A batch thread has it: its requests will run.
 
 
 class Batcher:
@@ -72,7 +80,8 @@ class Batcher:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, signature: str, inputs: Arrays, size: int, deadline: float | None = None) -> Arrays:
+    def submit(self, signature: str, inputs: Arrays, size: int, deadline: float | None = None,
+               cancelled: threading.Event | None = None) -> Arrays:
         """Queues one request and blocks until its batch has run.
 
         Args:
@@ -80,6 +89,7 @@ class Batcher:
             inputs: the request's checked inputs, batched along the first dimension.
             size: the request's batch size.
             deadline: `time.monotonic()` after which the request is dropped unrun; None for no deadline.
+            cancelled: set when the client goes away; the request then leaves the queue unrun.
 
         Returns:
             The request's own slice of the outputs.
@@ -88,11 +98,12 @@ class Batcher:
             InvalidInputError: the request alone exceeds max_batch_size, or its inputs are bad.
             ResourceExhaustedError: the queue is full.
             DeadlineExceededError: the deadline passed while it waited.
+            CancelledError: `cancelled` was set before the request ran.
         """
         if size > self._options.max_batch_size:
             raise InvalidInputError(f"Task size {size} is larger than maximum input batch size "
                                     f"{self._options.max_batch_size}")
-        task = _Task(inputs, size, deadline)
+        task = _Task(inputs, size, deadline, cancelled)
         key = (signature, tuple((name, array.dtype.str, array.shape[1:]) for name, array in sorted(inputs.items())))
         with self._cond:
             if self._stopping:
@@ -104,16 +115,34 @@ class Batcher:
             if batch is None:
                 if len(self._open) + len(self._closed) >= self._options.max_enqueued_batches:
                     raise ResourceExhaustedError("The batch scheduling queue to which this task was submitted is full")
-                batch = self._open[key] = _Batch(signature, time.monotonic())
+                batch = self._open[key] = _Batch(key, signature, time.monotonic())
             batch.tasks.append(task)
+            task.batch = batch
             batch.size += size
             if batch.size == self._options.max_batch_size:
                 self._closed.append(self._open.pop(key))
             self._cond.notify_all()
-        task.done.wait()
+        while not task.done.wait(None if cancelled is None else CANCEL_POLL_SECONDS):
+            if cancelled.is_set() and self._withdraw(task):
+                raise CancelledError("the client cancelled the request while it waited for a batch")
         if task.error is not None:
             raise task.error
         return task.outputs
+
+    def _withdraw(self, task: _Task) -> bool:
+        """Takes a waiting task out of its batch; False when a batch thread already has it."""
+        with self._cond:
+            batch = task.batch
+            if batch.taken:
+                return False
+            batch.tasks.remove(task)
+            batch.size -= task.size
+            if not batch.tasks:
+                if self._open.get(batch.key) is batch:
+                    del self._open[batch.key]
+                else:
+                    self._closed.remove(batch)
+            return True
 
     def close(self) -> None:
         """Runs every queued request, then stops the batch threads."""
@@ -139,7 +168,9 @@ class Batcher:
                 if self._stopping or now - batch.opened >= self._timeout:
                     self._closed.append(self._open.pop(key))
             if self._closed:
-                return self._closed.popleft()
+                batch = self._closed.popleft()
+                batch.taken = True
+                return batch
             if self._stopping:
                 return None
             waits = [batch.opened + self._timeout - now for batch in self._open.values()]
@@ -151,6 +182,8 @@ class Batcher:
         for task in batch.tasks:
             if task.deadline is not None and now > task.deadline:
                 task.finish(error=DeadlineExceededError("Deadline exceeded while the request waited for a batch"))
+            elif task.cancelled is not None and task.cancelled.is_set():
+                task.finish(error=CancelledError("the client cancelled the request while it waited for a batch"))
             else:
                 live.append(task)
         if not live:

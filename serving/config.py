@@ -66,8 +66,15 @@ def single_model_config(name: str, base_path: str) -> model_server_config_pb2.Mo
     return config
 
 
-def check_model_server_config(config: model_server_config_pb2.ModelServerConfig) -> None:
-    """Refuses configs tensorflow_model_server refuses: no model list, duplicate or empty names, no base path.
+def resolves_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether `path`, with every symlink and ``..`` resolved, is `root` or lies below it (also resolved)."""
+    return Path(path).resolve().is_relative_to(Path(root).resolve())
+
+
+def check_model_server_config(config: model_server_config_pb2.ModelServerConfig,
+                              model_root: str | os.PathLike | None = None) -> None:
+    """Refuses configs tensorflow_model_server refuses: no model list, duplicate or empty names, no base path;
+    and base paths that resolve outside `model_root` (symlinks and ``..`` followed).
 
     Raises:
         InvalidInputError: naming the first problem.
@@ -84,6 +91,10 @@ def check_model_server_config(config: model_server_config_pb2.ModelServerConfig)
             raise InvalidInputError(f"model {entry.name} has no base_path")
         if entry.model_platform not in ("", "tensorflow"):
             raise InvalidInputError(f"model {entry.name}: unsupported model_platform {entry.model_platform!r}")
+        if model_root is not None and not resolves_inside(entry.base_path, model_root):
+            raise InvalidInputError(f"model {entry.name}: base_path {entry.base_path} resolves to "
+                                    f"{Path(entry.base_path).resolve()}, outside the model root "
+                                    f"{Path(model_root).resolve()} (see --model_root)")
         seen.add(entry.name)
 
 

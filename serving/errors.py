@@ -50,6 +50,12 @@ class UnavailableError(ServingError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
+class CancelledError(ServingError):
+    """The client cancelled the request or went away before it ran."""
+
+    code = grpc.StatusCode.CANCELLED
+
+
 class FailedPreconditionError(ServingError):
     """A request that cannot apply to the server's current state (e.g. a reload without a config)."""
 
@@ -58,6 +64,7 @@ class FailedPreconditionError(ServingError):
 
 _HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
     grpc.StatusCode.INVALID_ARGUMENT: 400,
     grpc.StatusCode.FAILED_PRECONDITION: 400,
     grpc.StatusCode.NOT_FOUND: 404,

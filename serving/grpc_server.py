@@ -7,6 +7,7 @@ for it (including `impasto.serving.client`) work unchanged.
 import concurrent.futures
 import functools
 import logging
+import threading
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,7 +22,6 @@ from impasto.serving.predictor import Predictor, target_of
 LOG = logging.getLogger("impasto.serving")
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
 MODEL_SERVICE = "tensorflow.serving.ModelService"
-UNLIMITED_MESSAGES = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
 def _answers_errors(method):
@@ -49,13 +49,13 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
     @_answers_errors
     def Predict(self, request: predict_pb2.PredictRequest, context) -> predict_pb2.PredictResponse:
         self._predictor.check_size(request.ByteSize())
-
-        def decode(specs):
-            tensors.check_proto_dtypes(specs, request.inputs)
-            return {key: tensors.from_tensor_proto(key, proto) for key, proto in request.inputs.items()}
-
-        prediction = self._predictor.predict(target_of(request.model_spec), decode, request.output_filter,
-                                             context.time_remaining())
+        cancelled = threading.Event()  # Set when the call ends: answered, cancelled or past its deadline.
+        if not context.add_callback(cancelled.set):
+            cancelled.set()
+        max_bytes = self._predictor.limits.max_request_bytes or None
+        prediction = self._predictor.predict(target_of(request.model_spec),
+                                             lambda specs: tensors.decode_protos(specs, request.inputs, max_bytes),
+                                             request.output_filter, context.time_remaining(), cancelled)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = prediction.model
         response.model_spec.version.value = prediction.version
@@ -99,14 +99,20 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def build_server(predictor: Predictor, address: str, max_threads: int,
-                 credentials: grpc.ServerCredentials | None = None) -> tuple[grpc.Server, health.HealthServicer, int]:
+                 credentials: grpc.ServerCredentials | None = None,
+                 max_concurrent: int = 0) -> tuple[grpc.Server, health.HealthServicer, int]:
     """Builds (but does not start) the gRPC server with all three services.
+
+    Messages over the predictor's request limit are refused by gRPC itself
+    (RESOURCE_EXHAUSTED) before they are buffered.
 
     Args:
         predictor: the shared request path.
         address: "host:port" to listen on.
         max_threads: handler threads (concurrent requests, including those waiting for a batch).
         credentials: TLS credentials; None for plaintext.
+        max_concurrent: calls accepted at once, running or queued for a thread; more are answered
+            RESOURCE_EXHAUSTED (0: no limit).
 
     Returns:
         (server, health servicer, bound port).
@@ -114,8 +120,10 @@ def build_server(predictor: Predictor, address: str, max_threads: int,
     Raises:
         InvalidInputError: the address cannot be bound.
     """
+    options = [("grpc.max_receive_message_length", predictor.limits.max_request_bytes or -1),
+               ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
-                         options=UNLIMITED_MESSAGES + [("grpc.so_reuseport", 0)])
+                         options=options, maximum_concurrent_rpcs=max_concurrent or None)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(predictor), server)
     health_servicer = health.HealthServicer()

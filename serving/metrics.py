@@ -6,12 +6,15 @@ Latency is in microseconds, as TF Serving reports it.
 """
 
 import bisect
+import contextlib
 import threading
+from collections.abc import Iterator
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
 BATCH_SIZE = ":tensorflow:serving:batching_session:processed_batch_size"
+IN_FLIGHT = ":impasto:serving:requests_in_flight"
 LATENCY_BUCKETS_US = (1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 5e5, 1e6, 2.5e6, 5e6, 1e7, 3e7, 6e7)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 LABELS = ("model_name", "model_version", "status")
@@ -49,6 +52,18 @@ class Metrics:
         self._counts: dict[tuple[str, ...], int] = {}
         self._latency: dict[tuple[str, ...], _Histogram] = {}
         self._batches: dict[tuple[str, ...], _Histogram] = {}
+        self._in_flight = 0
+
+    @contextlib.contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Counts the requests inside the block (the in-flight gauge)."""
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def record_request(self, model: str, version: int | None, status: str, seconds: float) -> None:
         """Counts one finished request.
@@ -83,6 +98,8 @@ class Metrics:
                       f"# TYPE {BATCH_SIZE} histogram"]
             for key, histogram in sorted(self._batches.items()):
                 lines += histogram.lines(BATCH_SIZE, _labels(LABELS[:2], key))
+            lines += [f"# HELP {IN_FLIGHT} Predict requests received and not yet answered.",
+                      f"# TYPE {IN_FLIGHT} gauge", f"{IN_FLIGHT} {self._in_flight}"]
         return "\n".join(lines) + "\n"
 
 

@@ -1,17 +1,23 @@
 """The request path shared by the gRPC and REST front ends: resolve, decode, run, time and count."""
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 
+import numpy as np
 from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2
 
 from impasto.export import keys
+from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
-from impasto.serving.errors import RequestTooLargeError, status_code
+from impasto.serving.errors import CancelledError, RequestTooLargeError, status_code
 from impasto.serving.metrics import Metrics
 from impasto.serving.registry import Registry
 from impasto.serving.tensors import Arrays, Specs
+
+UNKNOWN_MODEL = "_unknown"
+"""The model label metrics give requests for models that are not configured (so clients cannot grow them)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,14 +25,16 @@ class Limits:
     """Per-request limits; 0 turns a limit off.
 
     Attributes:
-        max_request_bytes: largest request body / message accepted.
+        max_request_bytes: largest request body / message accepted, and largest decoded input tensor.
         max_batch_size: most examples in one request.
         timeout_seconds: longest a request may wait before it starts running (the client's deadline may be shorter).
+        max_image_pixels: refuse encoded images whose header claims more pixels, before the model runs.
     """
 
     max_request_bytes: int = 256 * 1024 * 1024
     max_batch_size: int = 64
     timeout_seconds: float = 60.0
+    max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +86,7 @@ class Predictor:
             raise RequestTooLargeError(f"request of {size_bytes} bytes exceeds this server's limit of {limit} bytes")
 
     def predict(self, target: Target, decode: Callable[[Specs], Arrays], output_filter=(),
-                client_seconds_left: float | None = None) -> Prediction:
+                client_seconds_left: float | None = None, cancelled: threading.Event | None = None) -> Prediction:
         """Resolves the target, decodes the inputs against its signature and runs them.
 
         Args:
@@ -86,12 +94,14 @@ class Predictor:
             decode: turns the request's inputs into arrays, given the signature's input specs.
             output_filter: output keys to return; empty for all.
             client_seconds_left: the client's remaining deadline, if it set one.
+            cancelled: set when the client goes away; a request still waiting for its batch is then dropped.
 
         Returns:
             The prediction.
 
         Raises:
-            NotFoundError, InvalidInputError, ResourceExhaustedError (a full batching queue), DeadlineExceededError.
+            NotFoundError, InvalidInputError, ResourceExhaustedError (a full batching queue), DeadlineExceededError,
+            CancelledError.
         """
         start = time.monotonic()
         budgets = [s for s in (client_seconds_left, self.limits.timeout_seconds or None) if s is not None]
@@ -99,16 +109,29 @@ class Predictor:
         signature = target.signature or keys.SERVING_DEFAULT
         version, status = None, "OK"
         try:
-            with self.registry.servable(target.model, target.version, target.label) as servable:
+            with self.metrics.in_flight(), self.registry.servable(target.model, target.version,
+                                                                  target.label) as servable:
                 version = servable.version
                 inputs = decode(servable.input_specs(signature))
-                outputs = servable.predict(signature, inputs, output_filter, deadline)
+                self._check_images(inputs)
+                if cancelled is not None and cancelled.is_set():
+                    raise CancelledError("the client cancelled the request")
+                outputs = servable.predict(signature, inputs, output_filter, deadline, cancelled)
             return Prediction(target.model, version, signature, outputs)
         except Exception as error:
             status = status_code(error).name
             raise
         finally:
-            self.metrics.record_request(target.model, version, status, time.monotonic() - start)
+            model = target.model if target.model in self.registry.model_names() else UNKNOWN_MODEL
+            self.metrics.record_request(model, version, status, time.monotonic() - start)
+
+    def _check_images(self, inputs: Arrays) -> None:
+        """Refuses encoded images that are empty, unrecognised or too large, from their headers alone."""
+        images = inputs.get(keys.IMAGE_BYTES)
+        if not self.limits.max_image_pixels or images is None or images.dtype != object:
+            return
+        for index, data in enumerate(np.ravel(images)):
+            image_io.check_image_header(data, self.limits.max_image_pixels, f"{keys.IMAGE_BYTES}[{index}]")
 
     def metadata(self, target: Target, fields) -> get_model_metadata_pb2.GetModelMetadataResponse:
         """GetModelMetadata: the version's SignatureDefMap packed in an Any under "signature_def".

@@ -13,6 +13,11 @@ availability-preserving policy:
   freed only after its requests in flight finish.
 - A version that fails to load is reported (END with its error) and not tried
   again until its directory changes; the versions already serving stay.
+
+Paths are confined: every model's base path must resolve (symlinks and ``..``
+followed) inside the model root, and every version directory inside its model's
+base path. A version directory that is a symlink out of its base path is
+reported like a corrupt one and never loaded.
 """
 
 import contextlib
@@ -25,7 +30,8 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow_serving.config import model_server_config_pb2
 
-from impasto.serving.config import check_model_server_config
+from impasto.model.errors import InvalidInputError
+from impasto.serving.config import check_model_server_config, resolves_inside
 from impasto.serving.errors import NotFoundError
 from impasto.serving.servable import Servable
 
@@ -47,10 +53,16 @@ class Registry:
     Args:
         config: which models to serve.
         loader: builds a `Servable` from (name, version, directory); raises when the version cannot serve.
+        model_root: every base path must resolve inside it, now and in later configs; None for anywhere.
+
+    Raises:
+        InvalidInputError: an invalid config, or a base path outside `model_root`.
     """
 
-    def __init__(self, config: model_server_config_pb2.ModelServerConfig, loader: Loader):
-        check_model_server_config(config)
+    def __init__(self, config: model_server_config_pb2.ModelServerConfig, loader: Loader,
+                 model_root: str | os.PathLike | None = None):
+        self._model_root = model_root
+        check_model_server_config(config, model_root)
         self._loader = loader
         self._lock = threading.Lock()  # Guards the tables below; held only briefly.
         self._update_lock = threading.Lock()  # Serialises polls and config reloads.
@@ -141,9 +153,9 @@ class Registry:
         """Replaces the model list: new models load now, dropped models unload (after their in-flight requests).
 
         Raises:
-            InvalidInputError: an invalid config (the old one stays).
+            InvalidInputError: an invalid config, or a base path outside the model root (the old config stays).
         """
-        check_model_server_config(config)
+        check_model_server_config(config, self._model_root)
         with self._update_lock:
             entries = {entry.name: entry for entry in config.model_config_list.config}
             with self._lock:
@@ -187,10 +199,12 @@ class Registry:
 
     def _update_model(self, name: str) -> None:
         config = self._configs[name]
-        found = _version_dirs(config.base_path)
+        confined = self._model_root is None or resolves_inside(config.base_path, self._model_root)
+        found = _version_dirs(config.base_path) if confined else None
         if found is None:
             if name not in self._unreadable:
-                LOG.warning("model %s: base path %s does not exist or cannot be read", name, config.base_path)
+                LOG.warning("model %s: base path %s does not exist, cannot be read or resolves outside the model root",
+                            name, config.base_path)
                 self._unreadable.add(name)
             return
         self._unreadable.discard(name)
@@ -209,6 +223,10 @@ class Registry:
         self._set_state(name, version, VersionState("LOADING"))
         LOG.info("loading %s version %d from %s", name, version, path)
         try:
+            base_path = self._configs[name].base_path
+            if not resolves_inside(path, base_path):
+                raise InvalidInputError(f"version directory {path} resolves to {path.resolve()}, outside the "
+                                        f"model's base path {Path(base_path).resolve()}; not loaded")
             servable = self._loader(name, version, path)
         except Exception as error:  # noqa: BLE001 - any failure means this version does not serve.
             self._failed[(name, version)] = fingerprint
@@ -267,11 +285,12 @@ def _apply_policy(policy, versions: list[int]) -> set[int]:
 
 
 def _fingerprint(path: Path) -> tuple:
-    """(file, size, mtime) of everything under a version directory: changes when it is rewritten."""
-    entries = []
+    """Where a version directory resolves to, and (file, size, mtime) of everything under it: changes when it is
+    rewritten or re-pointed."""
+    entries = [str(path.resolve())]
     for folder, _, files in os.walk(path):
         for file_name in files:
             with contextlib.suppress(OSError):
                 stat = os.stat(os.path.join(folder, file_name))
                 entries.append((os.path.relpath(os.path.join(folder, file_name), path), stat.st_size, stat.st_mtime_ns))
-    return tuple(sorted(entries))
+    return entries[0], tuple(sorted(entries[1:]))

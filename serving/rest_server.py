@@ -8,41 +8,55 @@
 String values travel as {"b64": "..."}; string outputs whose key ends in
 "_bytes" come back the same way. Errors are {"error": "..."} with the HTTP
 status that matches the gRPC code (400 bad input, 404 not found, ...).
+
+Request bodies over the size limit are answered 413 without being kept; a
+:predict beyond the concurrency limit is answered 429; a connection idle for
+`IDLE_TIMEOUT_SECONDS` is closed. With an `ssl.SSLContext` the port speaks
+HTTPS only, verifying client certificates as the context says.
 """
 
 import http.server
 import json
 import logging
 import re
+import ssl
 import threading
 
 from google.protobuf import json_format
 
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
-from impasto.serving.errors import RequestTooLargeError, error_message, http_status
+from impasto.serving.errors import RequestTooLargeError, ResourceExhaustedError, error_message, http_status
 from impasto.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from impasto.serving.predictor import Predictor, Target
 
 LOG = logging.getLogger("impasto.serving")
 _ROUTE = re.compile(r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)|/labels/(?P<label>[^/:]+))?"
                     r"(?P<action>:predict|:classify|:regress|/metadata)?$")
+IDLE_TIMEOUT_SECONDS = 60.0
+"""A connection that sends nothing for this long is closed (slow or stalled clients cannot hold a thread)."""
 
 
 class RestServer(http.server.ThreadingHTTPServer):
-    """The HTTP server; `shutdown()` then `server_close()` waits for requests in flight.
+    """The HTTP(S) server; `shutdown()` then `server_close()` waits for requests in flight.
 
     Args:
         address: (host, port).
         predictor: the shared request path.
         metrics_path: where to serve Prometheus metrics; None for nowhere.
+        ssl_context: serve HTTPS with it; None for plain HTTP.
+        max_concurrent: :predict requests handled at once; more are answered 429 (0: no limit).
     """
 
     daemon_threads = False  # server_close() joins the request threads: in-flight requests finish.
 
-    def __init__(self, address: tuple[str, int], predictor: Predictor, metrics_path: str | None):
+    def __init__(self, address: tuple[str, int], predictor: Predictor, metrics_path: str | None,
+                 ssl_context: ssl.SSLContext | None = None, max_concurrent: int = 0):
         self.predictor, self.metrics_path = predictor, metrics_path
+        self.slots = threading.BoundedSemaphore(max_concurrent) if max_concurrent else None
         super().__init__(address, _Handler)
+        if ssl_context is not None:  # The handshake runs in each request's thread, not in the accept loop.
+            self.socket = ssl_context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
 
     def start(self) -> threading.Thread:
         """Serves in a background thread."""
@@ -50,10 +64,21 @@ class RestServer(http.server.ThreadingHTTPServer):
         thread.start()
         return thread
 
+    def handle_error(self, request, client_address) -> None:
+        """A connection that fails (a refused TLS handshake, a client that went away) is logged, not printed."""
+        LOG.debug("rest: connection from %s failed", client_address[0], exc_info=True)
+
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: RestServer
     protocol_version = "HTTP/1.0"  # One request per connection: nothing idles when the server drains.
+    timeout = IDLE_TIMEOUT_SECONDS
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()
+        super().setup()
 
     def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name.
         LOG.debug("rest: " + format, *args)
@@ -99,26 +124,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
             raise InvalidInputError("a :predict request needs a Content-Length header")
+        slots = self.server.slots
         try:
             self.server.predictor.check_size(int(length))
-        except RequestTooLargeError:
+            if slots is not None and not slots.acquire(blocking=False):
+                raise ResourceExhaustedError("too many concurrent requests; retry later")
+        except ResourceExhaustedError:
             self._discard(int(length))  # Read (without keeping) so the client gets the answer, not a reset.
             raise
         try:
-            request = json.loads(self.rfile.read(int(length)))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InvalidInputError(f"JSON Parse error: {error}") from None
-        if not isinstance(request, dict):
-            raise InvalidInputError("JSON Value: the request body must be an object")
-        if ("instances" in request) == ("inputs" in request):
-            raise InvalidInputError("Not formatted correctly expecting only one of 'inputs' or 'instances' keys exist")
-        row_format = "instances" in request
-        signature = request.get("signature_name", "")
-        if not isinstance(signature, str):
-            raise InvalidInputError("'signature_name' must be a string")
-        target = Target(target.model, target.version, target.label, signature)
-        values = request["instances"] if row_format else request["inputs"]
-        prediction = self.server.predictor.predict(target, lambda specs: _decode(values, specs, row_format))
+            try:
+                body = self.rfile.read(int(length))
+            except TimeoutError:
+                raise InvalidInputError(f"the request body did not arrive within {self.timeout:g} s") from None
+            values, row_format, signature = parse_predict_body(body)
+            target = Target(target.model, target.version, target.label, signature)
+            prediction = self.server.predictor.predict(
+                target, lambda specs: decode_json_inputs(values, specs, row_format))
+        finally:
+            if slots is not None:
+                slots.release()
         outputs = {key: tensors.to_json(key, array) for key, array in prediction.outputs.items()}
         if not row_format:
             return {"outputs": next(iter(outputs.values())) if len(outputs) == 1 else outputs}
@@ -145,12 +170,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(payload)
 
 
+def parse_predict_body(body: bytes) -> tuple[object, bool, str]:
+    """A :predict body as (values, row_format, signature_name): "instances" (rows) or "inputs" (columns).
+
+    Raises:
+        InvalidInputError: not JSON, nested too deeply, or not TF Serving's request shape.
+    """
+    try:
+        request = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInputError(f"JSON Parse error: {error}") from None
+    except RecursionError:
+        raise InvalidInputError("JSON Parse error: nested too deeply") from None
+    if not isinstance(request, dict):
+        raise InvalidInputError("JSON Value: the request body must be an object")
+    if ("instances" in request) == ("inputs" in request):
+        raise InvalidInputError("Not formatted correctly expecting only one of 'inputs' or 'instances' keys exist")
+    signature = request.get("signature_name", "")
+    if not isinstance(signature, str):
+        raise InvalidInputError("'signature_name' must be a string")
+    row_format = "instances" in request
+    return request["instances"] if row_format else request["inputs"], row_format, signature
+
+
 def _is_named(value) -> bool:
     """True for a JSON object that names inputs (not a {"b64": ...} value)."""
     return isinstance(value, dict) and set(value) != {"b64"}
 
 
-def _decode(values, specs: tensors.Specs, row_format: bool) -> tensors.Arrays:
+def decode_json_inputs(values, specs: tensors.Specs, row_format: bool) -> tensors.Arrays:
     """Turns "instances" (a list of examples) or "inputs" (columns) into arrays by input key."""
     columns = _columns(values, specs, row_format)
     tensors.check_keys(specs, columns)

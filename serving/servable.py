@@ -15,7 +15,7 @@ from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
 from impasto.serving.batching import Batcher
 from impasto.serving.config import BatchingOptions
-from impasto.serving.errors import DeadlineExceededError, NotFoundError
+from impasto.serving.errors import CancelledError, DeadlineExceededError, NotFoundError
 from impasto.serving.tensors import Arrays
 
 MAX_WARMUP_RECORDS = 1000
@@ -61,7 +61,8 @@ class Servable:
         self._function(signature)
         return self._inputs[signature]
 
-    def predict(self, signature: str, inputs: Arrays, output_filter=(), deadline: float | None = None) -> Arrays:
+    def predict(self, signature: str, inputs: Arrays, output_filter=(), deadline: float | None = None,
+                cancelled: threading.Event | None = None) -> Arrays:
         """Checks and runs one request.
 
         Args:
@@ -69,6 +70,7 @@ class Servable:
             inputs: decoded input arrays by key.
             output_filter: output keys to return; empty for all.
             deadline: `time.monotonic()` after which the request is not started.
+            cancelled: set when the client goes away; the request is then not started.
 
         Returns:
             Output arrays by key.
@@ -76,17 +78,19 @@ class Servable:
         Raises:
             NotFoundError: unknown signature.
             InvalidInputError: inputs that do not fit the signature, or that the model refuses.
-            DeadlineExceededError, ResourceExhaustedError: from the batching queue.
+            DeadlineExceededError, ResourceExhaustedError, CancelledError: from the batching queue.
         """
         signature = signature or keys.SERVING_DEFAULT
         self._function(signature)
         names = tensors.check_output_filter(self._outputs[signature], output_filter)
         size = tensors.check_inputs(self._inputs[signature], inputs, self._max_batch_size)
         if self._batcher is not None:
-            outputs = self._batcher.submit(signature, inputs, size, deadline)
+            outputs = self._batcher.submit(signature, inputs, size, deadline, cancelled)
         else:
             if deadline is not None and time.monotonic() > deadline:
                 raise DeadlineExceededError("Deadline exceeded before the request could run")
+            if cancelled is not None and cancelled.is_set():
+                raise CancelledError("the client cancelled the request before it ran")
             outputs = self._run(signature, inputs)
         return {name: outputs[name] for name in names}
 

@@ -3,6 +3,11 @@
 Starts once every configured model's wanted versions have been tried, then
 polls for new and removed versions. SIGTERM (or Ctrl-C) stops accepting
 requests, lets those in flight finish and exits 0.
+
+It listens on 127.0.0.1 unless --host says otherwise. TLS (--ssl_config_file,
+or --ssl_cert_file/--ssl_key_file[/--ssl_client_ca_file] for mutual TLS)
+covers the gRPC and the REST port. Model base paths, from the config file or a
+HandleReloadConfigRequest, must lie inside --model_root.
 """
 
 import argparse
@@ -12,11 +17,10 @@ import sys
 import threading
 from pathlib import Path
 
-import grpc
-
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.serving import config as config_files
+from impasto.serving import tls
 from impasto.serving.grpc_server import build_server, set_serving
 from impasto.serving.metrics import Metrics
 from impasto.serving.predictor import Limits, Predictor
@@ -38,17 +42,28 @@ def _parser() -> argparse.ArgumentParser:
         help="re-read --model_config_file this often and apply changes (0: never)")
     add("--model_name", default="default", help="name of the one model when --model_base_path is used")
     add("--model_base_path", help="directory of numbered version directories of one model")
+    add("--model_root", help="every model base path must resolve inside this directory, symlinks followed "
+                             "(default: the config file's directory, or --model_base_path itself)")
     add("--file_system_poll_wait_seconds", type=float, default=1.0,
         help="how often to look for new and removed versions (0: only at start; default 1)")
     add("--enable_batching", action="store_true", help="batch concurrent requests together")
     add("--batching_parameters_file", help="BatchingParameters text proto (batching_parameters.txt)")
     add("--monitoring_config_file", help="MonitoringConfig text proto enabling Prometheus metrics on the REST port")
-    add("--ssl_config_file", help="SSLConfig text proto: serve gRPC over TLS")
+    add("--ssl_config_file", help="SSLConfig text proto: serve gRPC and REST over TLS")
+    add("--ssl_cert_file", help="PEM certificate (chain) of the server: serve gRPC and REST over TLS")
+    add("--ssl_key_file", help="PEM private key of --ssl_cert_file")
+    add("--ssl_client_ca_file", help="PEM CA certificates: require client certificates they signed (mutual TLS)")
     add("--grpc_max_threads", type=int, default=64, help="gRPC handler threads (default 64)")
     add("--max_request_bytes", type=int, default=Limits.max_request_bytes,
         help=f"largest request accepted, in bytes; 0: no limit (default {Limits.max_request_bytes})")
     add("--max_request_batch_size", type=int, default=Limits.max_batch_size,
         help=f"most images in one request; 0: no limit (default {Limits.max_batch_size})")
+    add("--max_image_pixels", type=int, default=Limits.max_image_pixels,
+        help="refuse an encoded image whose header claims more pixels, before the model runs; 0: leave it to the "
+             f"model's own limit (default {Limits.max_image_pixels})")
+    add("--max_concurrent_requests", type=int, default=512,
+        help="requests accepted at once on each port, running or queued; more are refused with RESOURCE_EXHAUSTED "
+             "(REST 429); 0: no limit (default 512)")
     add("--request_timeout_seconds", type=float, default=Limits.timeout_seconds,
         help="longest a request may wait before it runs, unless its own deadline is sooner; 0: no limit "
              f"(default {Limits.timeout_seconds:g})")
@@ -59,24 +74,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _model_config(args: argparse.Namespace):
+    """(ModelServerConfig, model root) from the flags."""
     if bool(args.model_config_file) == bool(args.model_base_path):
         raise InvalidInputError("give exactly one of --model_config_file and --model_base_path")
     if args.model_config_file:
-        return config_files.parse_text_proto(args.model_config_file, "ModelServerConfig")
+        config = config_files.parse_text_proto(args.model_config_file, "ModelServerConfig")
+        return config, Path(args.model_root or Path(args.model_config_file).parent).resolve()
     if not Path(args.model_base_path).is_dir():
         raise InvalidInputError(f"--model_base_path {args.model_base_path}: no such directory")
-    return config_files.single_model_config(args.model_name, str(Path(args.model_base_path).resolve()))
-
-
-def _credentials(path: str | None) -> grpc.ServerCredentials | None:
-    if not path:
-        return None
-    ssl = config_files.parse_text_proto(path, "SSLConfig")
-    if not ssl.server_key or not ssl.server_cert:
-        raise InvalidInputError(f"{path}: server_key and server_cert are required")
-    return grpc.ssl_server_credentials([(ssl.server_key.encode(), ssl.server_cert.encode())],
-                                       root_certificates=ssl.custom_ca.encode() or None,
-                                       require_client_auth=ssl.client_verify)
+    base_path = Path(args.model_base_path).resolve()
+    return (config_files.single_model_config(args.model_name, str(base_path)),
+            Path(args.model_root).resolve() if args.model_root else base_path)
 
 
 def _watch_config_file(path: str, interval: float, registry: Registry, stop: threading.Event) -> None:
@@ -100,11 +108,16 @@ def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s impasto serve: %(message)s")
-    model_config = _model_config(args)
+    for flag in ("max_request_bytes", "max_request_batch_size", "max_image_pixels", "max_concurrent_requests"):
+        if getattr(args, flag) < 0:
+            raise InvalidInputError(f"--{flag} must be 0 (no limit) or positive")
+    model_config, model_root = _model_config(args)
     batching = config_files.BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching else None
     metrics_path = config_files.prometheus_path(args.monitoring_config_file)
-    limits = Limits(args.max_request_bytes, args.max_request_batch_size, args.request_timeout_seconds)
-    credentials = _credentials(args.ssl_config_file)
+    limits = Limits(args.max_request_bytes, args.max_request_batch_size, args.request_timeout_seconds,
+                    args.max_image_pixels)
+    tls_files = tls.from_flags(args.ssl_config_file, args.ssl_cert_file, args.ssl_key_file, args.ssl_client_ca_file)
+    ssl_context = tls_files.ssl_context() if tls_files else None
     metrics = Metrics()
 
     def load(name: str, version: int, path: Path) -> Servable:
@@ -114,14 +127,17 @@ def run(argv: list[str]) -> int:
     stop = threading.Event()  # Set by SIGTERM / SIGINT, even while the first versions load.
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: stop.set())
-    registry = Registry(model_config, load)
+    registry = Registry(model_config, load, model_root)
     registry.poll()
     predictor = Predictor(registry, metrics, limits)
-    server, health, port = build_server(predictor, f"{args.host}:{args.port}", args.grpc_max_threads, credentials)
+    server, health, port = build_server(predictor, f"{args.host}:{args.port}", args.grpc_max_threads,
+                                        tls_files.grpc_credentials() if tls_files else None,
+                                        args.max_concurrent_requests)
     rest = None
     if args.rest_api_port:
         try:
-            rest = RestServer((args.host, args.rest_api_port), predictor, metrics_path)
+            rest = RestServer((args.host, args.rest_api_port), predictor, metrics_path, ssl_context,
+                              args.max_concurrent_requests)
         except OSError as error:
             raise InvalidInputError(f"cannot listen on {args.host}:{args.rest_api_port} for REST: {error}") from None
     elif metrics_path:
@@ -135,8 +151,8 @@ def run(argv: list[str]) -> int:
     if args.model_config_file and args.model_config_file_poll_wait_seconds > 0:
         threading.Thread(target=_watch_config_file, daemon=True, args=(
             args.model_config_file, args.model_config_file_poll_wait_seconds, registry, stop)).start()
-    LOG.info("serving models %s: gRPC on %s:%d%s", ", ".join(registry.model_names()), args.host, port,
-             f", REST on {args.host}:{args.rest_api_port}" if rest else "")
+    LOG.info("serving models %s: gRPC on %s:%d%s%s", ", ".join(registry.model_names()), args.host, port,
+             f", REST on {args.host}:{args.rest_api_port}" if rest else "", " (TLS)" if tls_files else "")
 
     while not stop.wait(0.5):
         pass

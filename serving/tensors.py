@@ -6,6 +6,7 @@ so the gRPC and REST front ends answer the same mistake the same way.
 
 import base64
 import binascii
+import math
 
 import numpy as np
 import tensorflow as tf
@@ -15,18 +16,60 @@ from impasto.model.errors import InvalidInputError
 
 Arrays = dict[str, np.ndarray]
 Specs = dict[str, tf.TensorSpec]
+_OBJECT_BYTES = 8
+"""What one element of a decoded string tensor costs at least: a pointer (repeated values share one object)."""
 
 
-def from_tensor_proto(key: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
-    """Decodes one request TensorProto.
+def from_tensor_proto(key: str, proto: tensor_pb2.TensorProto, max_bytes: int | None = None) -> np.ndarray:
+    """Decodes one request TensorProto, refusing a shape that would expand past `max_bytes` once decoded.
+
+    A TensorProto may hold fewer values than its shape claims (TensorFlow repeats the
+    last one), so a few bytes on the wire can claim gigabytes: the claim is checked
+    from the shape before anything is allocated.
+
+    Args:
+        key: the input's name, for messages.
+        proto: the request tensor.
+        max_bytes: largest decoded size accepted; None for no limit.
 
     Raises:
-        InvalidInputError: inconsistent shape and content, or an unsupported dtype.
+        InvalidInputError: a negative or unknown dimension, too many elements, inconsistent
+            shape and content, or an unsupported dtype.
     """
+    if proto.tensor_shape.unknown_rank:
+        raise InvalidInputError(f"input '{key}': TensorProto has an unknown rank")
+    dims = [dim.size for dim in proto.tensor_shape.dim]
+    if any(size < 0 for size in dims):
+        raise InvalidInputError(f"input '{key}': TensorProto has a negative dimension in its shape {dims}")
+    elements = math.prod(dims)
+    try:
+        itemsize = max(tf.as_dtype(proto.dtype).size, 1)
+    except TypeError:
+        raise InvalidInputError(f"input '{key}': unsupported dtype {proto.dtype}") from None
+    itemsize = _OBJECT_BYTES if proto.dtype == types_pb2.DT_STRING else itemsize
+    if max_bytes is not None and elements * itemsize > max_bytes:
+        raise InvalidInputError(f"input '{key}': shape {dims} holds {elements} elements, more than this server "
+                                f"decodes in one request ({max_bytes} bytes)")
     try:
         return tf.make_ndarray(proto)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, IndexError, MemoryError) as error:
         raise InvalidInputError(f"input '{key}': cannot decode TensorProto ({error})") from None
+
+
+def decode_protos(specs: Specs, protos, max_bytes: int | None = None) -> Arrays:
+    """Decodes a request's input TensorProtos after the checks that need no decoding: keys, then dtypes.
+
+    Args:
+        specs: the signature's inputs.
+        protos: the request's ``inputs`` map.
+        max_bytes: largest decoded size of any one input; None for no limit.
+
+    Raises:
+        InvalidInputError: extra or missing keys, a wrong dtype, or a tensor that cannot be decoded.
+    """
+    check_keys(specs, protos)
+    check_proto_dtypes(specs, protos)
+    return {key: from_tensor_proto(key, protos[key], max_bytes) for key in sorted(protos)}
 
 
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
@@ -42,14 +85,16 @@ def check_proto_dtypes(specs: Specs, protos) -> None:
     """
     for index, key in enumerate(sorted(specs)):
         if key in protos and protos[key].dtype != specs[key].dtype.as_datatype_enum:
-            provided = types_pb2.DataType.Name(protos[key].dtype)
             raise InvalidInputError(f"Expects arg[{index}] ('{key}') to be {specs[key].dtype.name} "
-                                    f"but {_short_dtype(provided)} is provided")
+                                    f"but {_short_dtype(protos[key].dtype)} is provided")
 
 
-def _short_dtype(enum_name: str) -> str:
-    """'DT_FLOAT' -> 'float', as TensorFlow spells dtypes in its messages."""
-    return tf.as_dtype(types_pb2.DataType.Value(enum_name)).name if enum_name != "DT_INVALID" else "invalid"
+def _short_dtype(enum: int) -> str:
+    """DT_FLOAT -> 'float32', as TensorFlow spells dtypes in its messages; 'invalid' for unknown numbers."""
+    try:
+        return tf.as_dtype(enum).name
+    except TypeError:
+        return "invalid"
 
 
 def check_keys(specs: Specs, names) -> None:
@@ -93,10 +138,12 @@ def check_inputs(specs: Specs, inputs: Arrays, max_batch_size: int | None = None
     if len(set(batch_sizes.values())) > 1:
         raise InvalidInputError(f"inputs have different batch sizes: {batch_sizes}")
     batch = next(iter(batch_sizes.values()))
+    names = ", ".join(f"'{key}'" for key in sorted(batch_sizes))
     if batch == 0:
-        raise InvalidInputError("empty batch: every input has 0 elements in its first dimension")
+        raise InvalidInputError(f"empty batch: 0 elements in the first dimension of input {names}")
     if max_batch_size and batch > max_batch_size:
-        raise InvalidInputError(f"batch of {batch} exceeds this server's limit of {max_batch_size} per request")
+        raise InvalidInputError(f"input {names}: batch of {batch} exceeds this server's limit of {max_batch_size} "
+                                "per request")
     return batch
 
 
@@ -117,8 +164,16 @@ def from_json(key: str, value, spec: tf.TensorSpec) -> np.ndarray:
     """Decodes one input from TF Serving's REST JSON: nested lists, strings as text or {"b64": ...}.
 
     Raises:
-        InvalidInputError: values that do not fit the signature's dtype or are ragged.
+        InvalidInputError: values that do not fit the signature's dtype, are ragged or nest too deeply.
     """
+    try:
+        return _from_json(key, value, spec)
+    except RecursionError:
+        raise InvalidInputError(f"input '{key}': lists nested too deeply") from None
+
+
+def _from_json(key: str, value, spec: tf.TensorSpec) -> np.ndarray:
+    """`from_json` without the guard against deep nesting."""
     if spec.dtype == tf.string:
         value = _map_leaves(value, lambda leaf: _json_string(key, leaf))
         try:
@@ -138,7 +193,7 @@ def from_json(key: str, value, spec: tf.TensorSpec) -> np.ndarray:
         raise InvalidInputError(f"input '{key}': expects {spec.dtype.name} values")
     try:
         return np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):
         raise InvalidInputError(f"input '{key}': ragged nested lists") from None
 
 

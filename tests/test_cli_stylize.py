@@ -1,5 +1,6 @@
 """`impasto stylize` end to end, as a user runs it: real process, exit codes, files written or not."""
 
+import resource
 import subprocess
 
 import pytest
@@ -74,3 +75,17 @@ def test_list_models_prints_one_name_a_line():
     finished = _stylize("--list-models")
     assert finished.returncode == 0
     assert finished.stdout.split() == bundled_model_names()
+
+
+def test_a_write_that_fails_midway_keeps_the_previous_output_and_leaves_no_partial_file(tmp_path, data_dir, tiny_bundle):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"the previous result")
+    limit = 4096  # bytes any file of the process may reach: the stylized PNG is larger, so its write fails partway.
+    finished = subprocess.run(
+        [IMPASTO, "stylize", "--method", "fast", "--model", str(tiny_bundle), str(data_dir / "chelsea.png"),
+         "--out", str(out)], capture_output=True, text=True, timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert finished.returncode == 1, finished.stderr[-2000:]
+    assert "File too large" in finished.stderr and "Traceback" not in finished.stderr
+    assert out.read_bytes() == b"the previous result"
+    assert [path.name for path in tmp_path.iterdir()] == ["out.png"]  # The temporary file was removed.

@@ -1,6 +1,7 @@
 """TLS and the SIGTERM drain on a real `impasto serve` whose batches wait 1.5 s (so requests are in flight)."""
 
 import json
+import shutil
 import signal
 import subprocess
 import time
@@ -27,8 +28,7 @@ def tls_server(tmp_path_factory, serving_version_dir, start_server):
                                        f"custom_ca: {json.dumps(cert)}\nclient_verify: true\n")
     (folder / "batching.txt").write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 1500000 }\n")
     base = folder / "models" / "tiny"
-    base.mkdir(parents=True)
-    (base / "1").symlink_to(serving_version_dir, target_is_directory=True)
+    shutil.copytree(serving_version_dir, base / "1")  # A symlink out of the base path would be refused.
     server = start_server(["--model_base_path", base, "--model_name", "tiny", "--ssl_config_file", folder / "ssl.config",
                            "--enable_batching", "--batching_parameters_file", folder / "batching.txt"], rest=False)
     server.cert, server.key = folder / "cert.pem", folder / "key.pem"

@@ -15,7 +15,8 @@ from impasto.model.errors import InvalidInputError
 from impasto.serving import config, registry, tensors
 from impasto.serving.batching import Batcher
 from impasto.serving.config import BatchingOptions
-from impasto.serving.errors import DeadlineExceededError, RequestTooLargeError, ResourceExhaustedError, http_status
+from impasto.serving.errors import (CancelledError, DeadlineExceededError, RequestTooLargeError, ResourceExhaustedError,
+                                    http_status)
 from impasto.serving.metrics import Metrics
 
 
@@ -133,6 +134,29 @@ def test_batcher_drops_requests_whose_deadline_passed_while_queued():
     with pytest.raises(DeadlineExceededError):
         batcher.submit("sig", {"data": np.array([b"a"], dtype=object)}, 1, deadline=time.monotonic() + 0.05)
     batcher.close()
+
+
+def test_batcher_drops_a_cancelled_request_and_runs_the_rest_of_its_batch_without_it():
+    sizes, results, cancelled = [], {}, threading.Event()
+    batcher = Batcher(lambda s, i: (sizes.append(len(i["data"])), _lengths(s, i))[1],
+                      BatchingOptions(max_batch_size=8, batch_timeout_micros=400_000, num_batch_threads=1))
+
+    def one(name: str, event) -> None:
+        try:
+            results[name] = batcher.submit("sig", {"data": np.array([name.encode()], dtype=object)}, 1, None, event)
+        except Exception as error:  # noqa: BLE001 - inspected below.
+            results[name] = error
+
+    threads = [threading.Thread(target=one, args=("gone", cancelled)), threading.Thread(target=one, args=("kept!", None))]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.1)  # Both wait in the open batch.
+    cancelled.set()
+    for thread in threads:
+        thread.join()
+    batcher.close()
+    assert isinstance(results["gone"], CancelledError)
+    assert results["kept!"]["length"].tolist() == [5] and sizes == [1]
 
 
 def test_version_dirs_are_integer_names_only(tmp_path):

@@ -1,13 +1,23 @@
-"""Training survives being killed: kill -9 mid-run, then the same command resumes and finishes."""
+"""Training survives faults: kill -9 mid-run then resume, corrupt or half-written checkpoints, unreadable photos."""
 
 import json
+import logging
+import shutil
 import signal
 import subprocess
 import time
+from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
+import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_test_image
+from impasto.model.errors import InvalidInputError
+from impasto.training import data
+from impasto.training.config import TrainConfig
+from impasto.training.trainer import Trainer
 
 IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
 
@@ -37,3 +47,80 @@ def test_kill_9_then_the_same_command_resumes_and_finishes(tmp_path, photo_dir, 
     assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-16")
     bundle = json.loads((run_dir / "bundle.json").read_text())
     assert bundle["steps"] == 16 and bundle["train_config"]["steps"] == 16
+
+
+# A checkpoint cut short (killed mid-write, a full disk) never costs the previous one.
+
+
+def _trainer(run_dir: Path, weights) -> Trainer:
+    config = replace(TrainConfig.tiny(), checkpoint_every=2, validation_photos=0)
+    return Trainer(config, load_test_image("great_wave.png"), run_dir, vgg_weights=weights)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_vgg_weights):
+    """A run directory with checkpoints at steps 2 and 4 (Adam moments filled with the step), copied for each test."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    trainer = _trainer(run_dir, tiny_vgg_weights)
+    for step in (2, 4):
+        trainer.step.assign(step)
+        trainer.optimizer.iterations.assign(step)
+        for moment in trainer.optimizer.first_moments:
+            moment.assign(tf.fill(moment.shape, float(step)))
+        trainer.manager.save(checkpoint_number=step)
+
+    def fresh_copy(tmp_path: Path) -> Path:
+        shutil.copytree(run_dir, tmp_path / "run")
+        return tmp_path / "run"
+
+    return fresh_copy
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_and_says_so(trained_run, tmp_path, tiny_vgg_weights,
+                                                                              caplog):
+    run_dir = trained_run(tmp_path)
+    newest = run_dir / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    trainer = _trainer(run_dir, tiny_vgg_weights)
+    with caplog.at_level(logging.WARNING, logger="impasto.training"):
+        assert trainer.restore() == 2
+    assert "ckpt-4 cannot be restored" in caplog.text and "resuming from" in caplog.text
+    assert int(trainer.optimizer.iterations.numpy()) == 2
+    assert all(np.all(moment.numpy() == 2.0) for moment in trainer.optimizer.first_moments)
+
+
+def test_a_checkpoint_with_corrupt_bytes_falls_back_too(trained_run, tmp_path, tiny_vgg_weights):
+    run_dir = trained_run(tmp_path)
+    newest = run_dir / "checkpoints" / "ckpt-4.data-00000-of-00001"
+    newest.write_bytes(bytes(byte ^ 0xFF for byte in newest.read_bytes()))
+    assert _trainer(run_dir, tiny_vgg_weights).restore() == 2
+
+
+def test_a_half_written_newer_checkpoint_is_ignored(trained_run, tmp_path, tiny_vgg_weights):
+    run_dir = trained_run(tmp_path)
+    folder = run_dir / "checkpoints"
+    # What a kill during the save of step 6 leaves: its files, partly written, and the old state file.
+    (folder / "ckpt-6.index").write_bytes((folder / "ckpt-4.index").read_bytes()[:40])
+    (folder / "ckpt-6_temp").mkdir()
+    (folder / "ckpt-6_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 100)
+    assert _trainer(run_dir, tiny_vgg_weights).restore() == 4
+
+
+def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(trained_run, tmp_path, tiny_vgg_weights):
+    run_dir = trained_run(tmp_path)
+    for index in (run_dir / "checkpoints").glob("*.index"):
+        index.write_bytes(b"not an sstable")
+    with pytest.raises(InvalidInputError, match="none of the checkpoints"):
+        _trainer(run_dir, tiny_vgg_weights).restore()
+
+
+def test_a_folder_where_no_photo_decodes_fails_at_once_instead_of_searching_forever(tmp_path, data_dir,
+                                                                                     tiny_vgg_weights):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("edge_empty.jpg", "edge_truncated.jpg", "edge_random_bytes.jpg", "edge_bomb_30000.png"):
+        shutil.copy(data_dir / name, photos / name)
+    started = time.monotonic()
+    with pytest.raises(InvalidInputError, match="none of the 4 photos can be decoded"):
+        _trainer(tmp_path / "run", tiny_vgg_weights).train(data.list_photos(photos), show_progress=False)
+    assert time.monotonic() - started < 60

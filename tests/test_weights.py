@@ -60,6 +60,12 @@ def test_restricted_unpickler_refuses_anything_but_numpy():
         weights.restricted_unpickle(pickle.dumps(Exploit()))
     arrays = {"a": np.arange(6, dtype=np.float32).reshape(2, 3)}
     np.testing.assert_array_equal(weights.restricted_unpickle(pickle.dumps(arrays))["a"], arrays["a"])
+    # Object arrays hold arbitrary objects: refused even when every element is harmless.
+    with pytest.raises(pickle.UnpicklingError, match="object dtype"):
+        weights.restricted_unpickle(pickle.dumps(np.array([1, "x"], dtype=object)))
+    structured = np.zeros(2, dtype=[("a", np.float32), ("b", object)])
+    with pytest.raises(pickle.UnpicklingError, match="object"):
+        weights.restricted_unpickle(pickle.dumps(structured))
 
 
 def test_missing_package_says_how_to_get_the_weights(cache, monkeypatch):

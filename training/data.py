@@ -1,8 +1,11 @@
 """The photo pipeline for training: files -> decode -> random crop and flip -> batches.
 
 Any folder of photos works (COCO train2014 is what the papers use): it is read
-recursively for .jpg/.jpeg/.png/.webp files. Files that cannot be decoded are
-skipped and counted, never fatal.
+recursively for .jpg/.jpeg/.png/.webp/.gif/.bmp files, decoded by
+`impasto.model.image_io` (grey, 16-bit, CMYK, transparency and GIF's first frame
+are converted). Files that cannot be decoded are skipped and counted, never
+fatal, unless none of them can be: then the dataset fails with
+`InvalidInputError` instead of searching forever.
 """
 
 import hashlib
@@ -16,7 +19,7 @@ import tensorflow as tf
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
 _TRAINING_MAX_PIXELS = 40_000_000
 
 
@@ -55,19 +58,32 @@ class SkippedFiles:
         with self._lock:
             self.reasons[path] = reason
 
+    def raise_if_none_decoded(self, total: int) -> None:
+        """Raises when every one of `total` distinct files has been skipped.
+
+        Raises:
+            InvalidInputError: naming the first few files and why each failed.
+        """
+        with self._lock:
+            if len(self.reasons) < total:
+                return
+            reasons = list(self.reasons.values())[:3]
+        raise InvalidInputError(f"none of the {total} photos can be decoded: {'; '.join(reasons)}")
+
     @property
     def count(self) -> int:
         return len(self.reasons)
 
 
-def _decoder(skipped: SkippedFiles):
+def _decoder(skipped: SkippedFiles, total: int):
     def decode(path_tensor: tf.Tensor):
         path = path_tensor.numpy().decode()
         try:
             return image_io.load_image(path, max_pixels=_TRAINING_MAX_PIXELS), True
         except InvalidInputError as error:
             skipped.add(path, str(error))
-            return np.zeros([1, 1, 3], np.float32), False
+        skipped.raise_if_none_decoded(total)
+        return np.zeros([1, 1, 3], np.float32), False
 
     def decode_op(path):
         image, ok = tf.py_function(decode, [path], [tf.float32, tf.bool])
@@ -107,9 +123,14 @@ def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
 
 
 def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, skipped: SkippedFiles) -> tf.data.Dataset:
-    """An endless, shuffled dataset of float32 [batch_size, size, size, 3] batches in [0, 255]."""
+    """An endless, shuffled dataset of float32 [batch_size, size, size, 3] batches in [0, 255].
+
+    When every photo has failed to decode, iterating raises `tf.errors.InvalidArgumentError`
+    carrying the `InvalidInputError` message (`skipped.raise_if_none_decoded` raises it again as itself).
+    """
     paths = tf.data.Dataset.from_tensor_slices(photos).shuffle(len(photos), seed=seed, reshuffle_each_iteration=True)
-    images = paths.repeat().map(_decoder(skipped), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    decoder = _decoder(skipped, len(set(photos)))
+    images = paths.repeat().map(decoder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     images = images.filter(_decoded_ok).map(_drop_flag)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     crops = tf.data.Dataset.zip(images, seeds).map(

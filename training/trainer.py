@@ -5,11 +5,13 @@ A run directory holds ``model.json`` (what network this is), ``style.png``
 network, optimizer state and step), ``logs/`` (TensorBoard) and, once training
 ends, ``bundle.npz``/``bundle.json`` (the network in compact float16 form, as
 bundled models ship). Running the same command again resumes from the latest
-checkpoint.
+checkpoint; if the newest checkpoint is unreadable (a write cut short, a corrupt
+disk), the newest one that restores is used, and the skip is logged.
 """
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import tempfile
@@ -23,6 +25,7 @@ from tqdm import tqdm
 
 from impasto.model import image_io
 from impasto.model.files import atomic_write_bytes
+from impasto.model.errors import InvalidInputError
 from impasto.model.library import write_bundle
 from impasto.model.losses import gram_matrix, style_transfer_loss
 from impasto.model.transformer import TransformerNet
@@ -33,6 +36,7 @@ from impasto.training.adam import Adam, first_replica_variables
 from impasto.training.config import TrainConfig
 
 MODEL_FORMAT = "impasto-transformer/1"
+LOG = logging.getLogger("impasto.training")
 
 
 class TrainingDiverged(RuntimeError):
@@ -104,14 +108,33 @@ class Trainer:
         self.style_name = style_name
 
     def restore(self) -> int:
-        """Restores the latest checkpoint if there is one; returns the step it reached."""
+        """Restores the newest checkpoint that can be read, if there is one; returns the step it reached.
+
+        A checkpoint that fails to restore (truncated or corrupt files) is skipped with a
+        warning and the one before it is tried.
+
+        Raises:
+            InvalidInputError: there are checkpoints, but none of them can be restored.
+        """
         metadata_path = self.run_dir / "model.json"
         if metadata_path.is_file():
             saved_width = json.loads(metadata_path.read_text())["width"]
             if not math.isclose(saved_width, self.config.width):
                 raise ValueError(f"{self.run_dir} holds a width-{saved_width} network; this run asks for {self.config.width}")
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+        newest_first = list(reversed(self.manager.checkpoints))
+        for path in newest_first:
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (tf.errors.OpError, ValueError, IndexError, AssertionError) as error:
+                LOG.warning("checkpoint %s cannot be restored (%s: %s); trying the one before it",
+                            path, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+                continue
+            if path != newest_first[0]:
+                LOG.warning("resuming from %s, the newest checkpoint that restores", path)
+            return int(self.step.numpy())
+        if newest_first:
+            raise InvalidInputError(f"{self.run_dir}: none of the checkpoints ({', '.join(newest_first)}) can be "
+                                    "restored; move the checkpoints/ folder away to start afresh")
         return int(self.step.numpy())
 
     def _write_metadata(self) -> None:
@@ -175,7 +198,12 @@ class Trainer:
         step = start_step
         try:
             while step < config.steps:
-                losses = {name: float(value) for name, value in self._train_step(next(iterator)).items()}
+                try:
+                    batch = next(iterator)
+                except tf.errors.InvalidArgumentError:
+                    skipped.raise_if_none_decoded(len(set(photos)))
+                    raise
+                losses = {name: float(value) for name, value in self._train_step(batch).items()}
                 step = int(self.step.numpy())
                 if not math.isfinite(losses["total"]):
                     raise TrainingDiverged(
