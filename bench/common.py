@@ -167,6 +167,53 @@ def conv_peak_gflops(repeats: int = 5, **shape) -> dict:
     }
 
 
+def against_conv_peak(function: Callable[[], object], flops: int, repeats: int, with_peak: bool = True) -> dict:
+    """Times `function` `repeats` times, each time right after a sample of the reference convolution.
+
+    A conv sample runs the reference convolution (`conv_peak_function`) as many
+    times as fit in one call of `function`, so that both sides of each pair are
+    exposed alike to other jobs on the machine. ``fraction_of_peak`` compares
+    the best wall times of each; ``fraction_of_peak_cpu`` compares work per CPU
+    second, which a busy machine disturbs less but which hides time where only
+    some of the threads have work.
+
+    Args:
+        function: the workload; warm it up first.
+        flops: the work one call of `function` is counted as.
+        repeats: pairs to time.
+        with_peak: False times `function` alone (no peak figures).
+
+    Returns:
+        ``{"seconds", "cpu_seconds"}`` (see `summarize`) and ``"gflops"``, plus
+        ``"peak_gflops"``, ``"peak_convs_per_sample"``, ``"peak_sample_seconds"``,
+        ``"fraction_of_peak"``, ``"fraction_of_peak_median_pair"`` and
+        ``"fraction_of_peak_cpu"`` when `with_peak`.
+    """
+    if with_peak:
+        conv, one_conv_flops = conv_peak_function()
+        calls = max(1, round(time_call(function) / time_call(conv)))
+        sample_flops = calls * one_conv_flops
+    times, peaks = [], []
+    for _ in range(repeats):
+        if with_peak:
+            peaks.append(time_call_cpu(lambda: [conv() for _ in range(calls)]))
+        times.append(time_call_cpu(function))
+    wall, cpu = [t[0] for t in times], [t[1] for t in times]
+    figures = {"seconds": summarize(wall), "cpu_seconds": summarize(cpu), "gflops": flops / min(wall) / 1e9}
+    if with_peak:
+        peak_wall, peak_cpu = [p[0] for p in peaks], [p[1] for p in peaks]
+        pair_fractions = [(flops / t) / (sample_flops / p) for t, p in zip(wall, peak_wall)]
+        figures.update(
+            peak_gflops=sample_flops / min(peak_wall) / 1e9,
+            peak_convs_per_sample=calls,
+            peak_sample_seconds=summarize(peak_wall),
+            fraction_of_peak=(flops / min(wall)) / (sample_flops / min(peak_wall)),
+            fraction_of_peak_median_pair=statistics.median(pair_fractions),
+            fraction_of_peak_cpu=(flops / min(cpu)) / (sample_flops / min(peak_cpu)),
+        )
+    return figures
+
+
 def environment() -> dict:
     """Versions and the CPU the numbers were measured on."""
     import platform

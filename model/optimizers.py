@@ -1,9 +1,10 @@
 """In-graph optimizers over one flat float32 vector: L-BFGS and Adam.
 
-Both keep all of their state in ``tf.Variable``s and run many iterations inside
-one ``tf.function`` (a ``tf.while_loop``), so the host only looks in between
-chunks of iterations (for progress bars, snapshots and logs). L-BFGS keeps
-its curvature history across chunks; nothing goes through numpy or scipy.
+Both keep all of their state in ``tf.Variable``s between calls and run many
+iterations inside one ``tf.function`` (a ``tf.while_loop``), so the host only
+looks in between chunks of iterations (for progress bars, snapshots and logs).
+L-BFGS keeps its curvature history across chunks; nothing goes through numpy
+or scipy.
 
 The objective is a callable ``value_and_gradient(x) -> (value, gradient, terms)``
 with ``x`` and ``gradient`` float32 ``[n]``, ``value`` a float32 scalar and
@@ -81,14 +82,28 @@ class _PixelOptimizer(tf.Module):
     @tf.function
     def run(self, steps: tf.Tensor) -> tf.Tensor:
         """Runs up to `steps` iterations (fewer once converged); returns the number run."""
+        state = self._load_state()
         done = tf.constant(0, tf.int64)
         for _ in tf.range(tf.cast(steps, tf.int64)):
             if self.converged:
                 break
-            self._step()
+            state = self._step(state)
             done += 1
+        self._store_state(state)
         self.iterations.assign_add(done)
         return done
+
+    def _load_state(self) -> tf.Tensor:
+        """State carried through the loop as a tensor rather than a variable (none by default)."""
+        return tf.zeros([0])
+
+    def _store_state(self, state: tf.Tensor) -> None:
+        """Keeps the loop state for the next `run`."""
+        del state  # Nothing to keep by default.
+
+    def _step(self, state: tf.Tensor) -> tf.Tensor:
+        """One iteration: takes the loop state and returns it, updated."""
+        raise NotImplementedError
 
 
 class Lbfgs(_PixelOptimizer):
@@ -96,14 +111,24 @@ class Lbfgs(_PixelOptimizer):
 
     The search tries the full quasi-Newton step first, which is accepted in
     almost every iteration, so an iteration usually costs one evaluation.
+
+    The direction is the two-loop recursion's, computed without a loop over
+    n-vectors ("vector-free" L-BFGS, Chen et al. 2014): one matrix product per
+    iteration gives every inner product the recursion needs, the recursion runs
+    on m x m matrices as two triangular solves, and a second product forms the
+    direction. The correction pairs are one [m, 2, n] tensor carried through
+    the loop and updated in place (a sliced assign to a variable would copy all
+    of it, and switch the variable to copying on every read), and stored in
+    `pairs` between calls of `run`. So the bookkeeping reads the history twice
+    an iteration and stays a small fraction of one evaluation.
     """
 
     def __init__(self, objective: Objective, size: int, num_terms: int, config: OptimizerConfig = OptimizerConfig()):
         super().__init__(objective, size, num_terms, config)
         m = config.history_size
-        self.s_history = tf.Variable(tf.zeros([m, size]), name="s_history")
-        self.y_history = tf.Variable(tf.zeros([m, size]), name="y_history")
-        self.rho_history = tf.Variable(tf.zeros([m]), name="rho_history")
+        self.pairs = tf.Variable(tf.zeros([m, 2, size]), name="pairs")  # pairs[i] = (s_i, y_i), a ring buffer.
+        self.s_dot_y = tf.Variable(tf.zeros([m, m]), name="s_dot_y")  # [i, j] = s_i . y_j
+        self.y_dot_y = tf.Variable(tf.zeros([m, m]), name="y_dot_y")  # [i, j] = y_i . y_j
         self.stored = tf.Variable(0, name="stored")
         self.newest = tf.Variable(-1, name="newest")
 
@@ -112,30 +137,64 @@ class Lbfgs(_PixelOptimizer):
         self.stored.assign(0)
         self.newest.assign(-1)
 
-    def _direction(self) -> tf.Tensor:
-        """Two-loop recursion: ``-H g`` with ``H`` the L-BFGS inverse Hessian estimate."""
-        m = self.config.history_size
-        q = self.gradient.read_value()
-        alphas = tf.TensorArray(tf.float32, size=m, clear_after_read=False)
-        for k in tf.range(self.stored):
-            index = tf.math.floormod(self.newest - k, m)
-            alpha = self.rho_history[index] * tf.tensordot(self.s_history[index], q, 1)
-            alphas = alphas.write(k, alpha)
-            q -= alpha * self.y_history[index]
-        if self.stored > 0:
-            last_y = self.y_history[self.newest]
-            gamma = tf.tensordot(self.s_history[self.newest], last_y, 1) / tf.tensordot(last_y, last_y, 1)
-        else:
-            gamma = tf.minimum(1.0, 1.0 / tf.reduce_sum(tf.abs(q)))
-        r = gamma * q
-        for k in tf.range(self.stored - 1, -1, -1):
-            index = tf.math.floormod(self.newest - k, m)
-            beta = self.rho_history[index] * tf.tensordot(self.y_history[index], r, 1)
-            r += self.s_history[index] * (alphas.read(k) - beta)
-        return -r
+    def _load_state(self) -> tf.Tensor:
+        return self.pairs.read_value()
 
-    def _step(self) -> None:
-        direction = self._direction()
+    def _store_state(self, state: tf.Tensor) -> None:
+        self.pairs.assign(state)
+
+    def _direction(self, pairs: tf.Tensor) -> tf.Tensor:
+        """``-H g`` with ``H`` the L-BFGS inverse Hessian estimate; a scaled ``-g`` without history."""
+        gradient = self.gradient.read_value()
+        return tf.cond(
+            self.stored > 0,
+            lambda: self._quasi_newton_direction(pairs, gradient),
+            lambda: -gradient * tf.minimum(1.0, 1.0 / tf.reduce_sum(tf.abs(gradient))),
+        )
+
+    def _quasi_newton_direction(self, pairs: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
+        m = self.config.history_size
+        newest = self.newest.read_value()
+        rows = tf.reshape(pairs, [2 * m, -1])  # s_0, y_0, s_1, y_1, ...
+        # One pass over the history: products[b, i, a] = (g, s_new, y_new)[b] . (s_i, y_i)[a].
+        vectors = tf.concat([gradient[None], pairs[newest]], 0)
+        products = tf.reshape(tf.matmul(vectors, rows, transpose_b=True), [3, m, 2])
+        s_dot_y, y_dot_y = self._refresh_newest(products, newest)
+
+        # Reorder newest first: k-th newest pair is in slot (newest - k) mod m, and slot i holds the
+        # (newest - i) mod m-th newest, so the same gather maps both ways. Unfilled slots get rho = 0.
+        order = tf.math.floormod(newest - tf.range(m), m)
+        valid = tf.cast(tf.range(m) < self.stored, tf.float32)
+        mask = valid[:, None] * valid[None, :]
+        sy = tf.gather(tf.gather(s_dot_y, order), order, axis=1) * mask
+        yy = tf.gather(tf.gather(y_dot_y, order), order, axis=1) * mask
+        s_g, y_g = tf.gather(products[0, :, 0], order), tf.gather(products[0, :, 1], order)
+        rho = tf.math.divide_no_nan(valid, tf.linalg.diag_part(sy))
+        gamma = sy[0, 0] / yy[0, 0]
+        off_diagonal = 1.0 - tf.eye(m)
+        # First loop, newest to oldest: alpha_k = rho_k s_k . (g - sum_{j<k} alpha_j y_j).
+        first = tf.eye(m) + rho[:, None] * tf.linalg.band_part(sy, -1, 0) * off_diagonal
+        alpha = tf.linalg.triangular_solve(first, (rho * s_g)[:, None], lower=True)[:, 0]
+        # Second loop, oldest to newest, from r = gamma q: c_k = alpha_k - rho_k y_k . (r + sum_{i>k} c_i s_i).
+        w = gamma * (y_g - tf.linalg.matvec(yy, alpha))
+        second = tf.eye(m) + rho[:, None] * tf.linalg.band_part(tf.transpose(sy), 0, -1) * off_diagonal
+        c = tf.linalg.triangular_solve(second, (alpha - rho * w)[:, None], lower=False)[:, 0]
+        # -r = -gamma g + sum_k gamma alpha_k y_k - sum_k c_k s_k: the second pass over the history.
+        coefficients = tf.stack([-tf.gather(c, order), gamma * tf.gather(alpha, order)], axis=1)
+        return tf.matmul(tf.reshape(coefficients, [1, -1]), rows)[0] - gamma * gradient
+
+    def _refresh_newest(self, products: tf.Tensor, newest: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Rewrites the newest pair's row and column of `s_dot_y` and `y_dot_y` (same values if not new)."""
+        is_row = (tf.range(self.config.history_size) == newest)[:, None]
+        is_column = tf.transpose(is_row)
+        s_dot_y = tf.where(is_row, products[1, None, :, 1], tf.where(is_column, products[2, :, 0, None], self.s_dot_y))
+        y_dot_y = tf.where(is_row, products[2, None, :, 1], tf.where(is_column, products[2, :, 1, None], self.y_dot_y))
+        self.s_dot_y.assign(s_dot_y)
+        self.y_dot_y.assign(y_dot_y)
+        return s_dot_y, y_dot_y
+
+    def _step(self, pairs: tf.Tensor) -> tf.Tensor:
+        direction = self._direction(pairs)
         slope = tf.tensordot(self.gradient, direction, 1)
         if slope >= 0.0:  # Not a descent direction: forget the history, go down the gradient.
             self.stored.assign(0)
@@ -150,8 +209,9 @@ class Lbfgs(_PixelOptimizer):
             step *= 0.5
             new_x = self.x + step * direction
             new_value, new_gradient, new_terms = self._evaluate(new_x)
-        if new_value < self.value:
-            self._remember(new_x - self.x, new_gradient - self.gradient)
+        decreased = new_value < self.value
+        pairs = self._remember(pairs, new_x - self.x, new_gradient - self.gradient, decreased)
+        if decreased:
             self.converged.assign(self._has_converged(self.value, new_value))
             self.x.assign(new_x)
             self.value.assign(new_value)
@@ -159,16 +219,23 @@ class Lbfgs(_PixelOptimizer):
             self.terms.assign(new_terms)
         else:  # The line search found no decrease: nothing left to gain here.
             self.converged.assign(True)
+        return pairs
 
-    def _remember(self, s: tf.Tensor, y: tf.Tensor) -> None:
-        curvature = tf.tensordot(s, y, 1)
-        if curvature > 1e-10:
-            index = tf.math.floormod(self.newest + 1, self.config.history_size)
-            self.s_history[index].assign(s)
-            self.y_history[index].assign(y)
-            self.rho_history[index].assign(1.0 / curvature)
-            self.newest.assign(index)
+    def _remember(self, pairs: tf.Tensor, s: tf.Tensor, y: tf.Tensor, decreased: tf.Tensor) -> tf.Tensor:
+        """Stores ``(s, y)`` when the step was taken and the curvature is positive; returns the pairs.
+
+        The update is unconditional (a pair rejected rewrites the newest slot
+        with its own contents), so that no branch holds a second reference to
+        `pairs` and the scatter can reuse its buffer.
+        """
+        keep = tf.logical_and(decreased, tf.tensordot(s, y, 1) > 1e-10)
+        newest = tf.maximum(self.newest, 0)
+        slot = tf.where(keep, tf.math.floormod(self.newest + 1, self.config.history_size), newest)
+        pair = tf.where(keep, tf.stack([s, y]), pairs[newest])
+        if keep:
+            self.newest.assign(slot)
             self.stored.assign(tf.minimum(self.stored + 1, self.config.history_size))
+        return tf.tensor_scatter_nd_update(pairs, slot[None, None], pair[None])
 
 
 class Adam(_PixelOptimizer):
@@ -186,7 +253,7 @@ class Adam(_PixelOptimizer):
         self.second_moment.assign(tf.zeros_like(self.second_moment))
         self.adam_steps.assign(0.0)
 
-    def _step(self) -> None:
+    def _step(self, state: tf.Tensor) -> tf.Tensor:
         beta1, beta2, epsilon = 0.9, 0.999, 1e-8
         self.adam_steps.assign_add(1.0)
         self.first_moment.assign(beta1 * self.first_moment + (1 - beta1) * self.gradient)
@@ -200,6 +267,7 @@ class Adam(_PixelOptimizer):
         self.value.assign(value)
         self.gradient.assign(gradient)
         self.terms.assign(terms)
+        return state
 
 
 def make_optimizer(objective: Objective, size: int, num_terms: int, config: OptimizerConfig) -> _PixelOptimizer:

@@ -45,11 +45,33 @@ class VggFeatures(tf.Module):
         self._kernels = [tf.Variable(k, trainable=False, name=f"{n}_kernel") for n, (k, _) in weights.layers.items()]
         self._biases = [tf.Variable(b, trainable=False, name=f"{n}_bias") for n, (_, b) in weights.layers.items()]
 
+    @property
+    def kernel_shapes(self) -> dict[str, tuple[int, int, int, int]]:
+        """``{layer: (kernel height, kernel width, channels in, channels out)}``, in network order."""
+        return {name: tuple(kernel.shape.as_list()) for name, kernel in zip(self.layer_names, self._kernels)}
+
     def preprocess(self, images: tf.Tensor) -> tf.Tensor:
         """RGB float32 [0, 255] [N, H, W, 3] -> the network's input space, same shape."""
         if self.preprocessing == CAFFE:
             return images[..., ::-1] - tf.constant(_CAFFE_MEAN_BGR, images.dtype)
         return (images / 255.0 - tf.constant(_TORCH_MEAN_RGB, images.dtype)) / tf.constant(_TORCH_STD_RGB, images.dtype)
+
+    def _input_affine(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`preprocess` per input (RGB) channel ``c``: ``net[..., order[c]] = (x[..., c] - offset[c]) * scale[c]``."""
+        if self.preprocessing == CAFFE:
+            return np.array([2, 1, 0]), np.array(_CAFFE_MEAN_BGR[::-1]), np.ones(3)
+        return np.arange(3), 255.0 * np.array(_TORCH_MEAN_RGB), 1.0 / (255.0 * np.array(_TORCH_STD_RGB))
+
+    def _first_kernel(self, kernel: tf.Tensor) -> tf.Tensor:
+        """The first conv's kernel with the preprocessing's channel order and scale folded in.
+
+        Convolving ``images - offset`` with it equals convolving ``preprocess(images)``
+        with ``kernel``, zero padding included (a padded zero is zero in both
+        spaces), and saves the channel flip, whose autodiff gradient is a slow
+        ``StridedSliceGrad`` over the whole image.
+        """
+        order, _, scale = self._input_affine()
+        return tf.gather(kernel, order, axis=2) * tf.constant(scale.reshape(1, 1, 3, 1), kernel.dtype)
 
     def __call__(self, images: tf.Tensor, layers) -> dict[str, tf.Tensor]:
         """Runs the network as far as the deepest requested layer.
@@ -67,14 +89,16 @@ class VggFeatures(tf.Module):
             raise ValueError(f"unknown VGG layers {sorted(unknown)}; this network has {list(self.layer_names)}")
         deepest = max(wanted, key=layer_order)
         features = {}
-        x = tf.cast(self.preprocess(tf.cast(images, tf.float32)), self.compute_dtype)
+        _, offset, _ = self._input_affine()
+        x = tf.cast(tf.cast(images, tf.float32) - tf.constant(offset, tf.float32), self.compute_dtype)
         previous_block = 1
-        for name, kernel, bias in zip(self.layer_names, self._kernels, self._biases):
+        for index, (name, kernel, bias) in enumerate(zip(self.layer_names, self._kernels, self._biases)):
             block = layer_order(name)[0]
             if block != previous_block:
                 x = self._pool(x)
                 previous_block = block
-            x = tf.nn.conv2d(x, tf.cast(kernel, self.compute_dtype), strides=1, padding="SAME")
+            kernel = tf.cast(self._first_kernel(kernel) if index == 0 else kernel, self.compute_dtype)
+            x = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
             x = tf.nn.relu(tf.nn.bias_add(x, tf.cast(bias, self.compute_dtype)))
             if name in wanted:
                 features[name] = x
