@@ -13,6 +13,7 @@ from impasto.model.errors import InvalidInputError
 from impasto.model.gatys import GatysConfig, GatysStylizer, Progress
 from impasto.model.library import bundled_model_names, load_network
 from impasto.model.optimizers import OptimizerConfig
+from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
 from impasto.model.vgg import VggFeatures
 from impasto.model.weights import load_vgg_weights
 
@@ -28,6 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     fast = parser.add_argument_group("fast (feed-forward)")
     fast.add_argument("--model", help="bundled model name, training run directory or .npz bundle")
     fast.add_argument("--strength", type=float, default=1.0, help="0..1: blend from the content to the full style")
+    tiles = fast.add_mutually_exclusive_group()
+    tiles.add_argument("--tile", type=int, metavar="SIZE",
+                       help="always run tile by tile, SIZE-pixel tiles (a multiple of 4; default: only large images)")
+    tiles.add_argument("--no-tile", action="store_true", help="never tile, however large the image")
+    fast.add_argument("--tile-pixels", type=int, default=DEFAULT_TILE_PIXELS,
+                      help="tile images with more pixels than this (default %(default)s); tiled output equals "
+                           "untiled, with memory bounded by the tile size")
     opt = parser.add_argument_group("optimize (Gatys et al.)")
     opt.add_argument("--style", action="append", default=[], help="style image; repeat for several")
     opt.add_argument("--style-weights", help="blend weights, one per --style, e.g. 0.7,0.3")
@@ -102,7 +110,17 @@ def _run_fast(args, content_image):
     if args.size:
         content_image = image_io.resize_long_side(content_image, args.size)
     network, _ = load_network(args.model)
-    return FastStylizer(network).stylize(content_image, strength=args.strength, preserve_color=args.preserve_color)
+    stylizer = FastStylizer(network, tiling=_tiling(args))
+    return stylizer.stylize(content_image, strength=args.strength, preserve_color=args.preserve_color)
+
+
+def _tiling(args) -> Tiling:
+    """The --tile / --no-tile / --tile-pixels choice."""
+    if args.no_tile:
+        return Tiling.never()
+    if args.tile is not None:
+        return Tiling.always(args.tile)
+    return Tiling(tile_pixels=args.tile_pixels, tile_size=DEFAULT_TILE_SIZE)
 
 
 def _gatys_config(args) -> GatysConfig:

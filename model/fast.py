@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model import color
+from impasto.model.tiling import Tiling, tiled_stylize
 from impasto.model.transformer import TransformerNet
 
 
@@ -20,20 +21,29 @@ class FastStylizer:
     Args:
         network: a trained transformer.
         jit_compile: compile the network with XLA (one program per input shape). On
-            CPU that is slower: XLA's convolutions run well below oneDNN's.
+            CPU that is slower: XLA's convolutions run well below oneDNN's. Tiled
+            images are never compiled (their loops have varying shapes).
+        tiling: which images run tile by tile (see `impasto.model.tiling`); the
+            result is the same as untiled, with memory bounded by the tile size.
     """
 
-    def __init__(self, network: TransformerNet, jit_compile: bool = False):
+    def __init__(self, network: TransformerNet, jit_compile: bool = False, tiling: Tiling = Tiling()):
         self.network = network
+        self.tiling = tiling
         self._forward = tf.function(network.__call__, jit_compile=jit_compile,
                                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        self._forward_tiled = tf.function(lambda image: tiled_stylize(network, image, tiling.tile_size),
+                                          input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
         self._split_large_batches = not tf.config.list_logical_devices("GPU")
 
     def _run_network(self, images: tf.Tensor) -> tf.Tensor:
-        """The network on a batch, one image at a time where `ONE_AT_A_TIME_PIXELS` says so."""
+        """The network on a batch: tiled, or one image at a time where `ONE_AT_A_TIME_PIXELS` says so."""
         batch, height, width = images.shape[:3]
-        if self._split_large_batches and None not in (batch, height, width) and batch > 1 \
-                and height * width >= ONE_AT_A_TIME_PIXELS:
+        if None in (batch, height, width):
+            return self._forward(images)
+        if self.tiling.applies_to(height, width):
+            return tf.concat([self._forward_tiled(images[index:index + 1]) for index in range(batch)], axis=0)
+        if self._split_large_batches and batch > 1 and height * width >= ONE_AT_A_TIME_PIXELS:
             return tf.concat([self._forward(images[index:index + 1]) for index in range(batch)], axis=0)
         return self._forward(images)
 

@@ -77,13 +77,23 @@ def _reflect_pad(x: tf.Tensor, pad: int, phased: bool = False) -> tf.Tensor:
     return _gather_pixels(x, _reflect(height, pad)[:, None], _reflect(width, pad)[None, :], phased)
 
 
-def _instance_norm(x: tf.Tensor, scale: tf.Variable, offset: tf.Variable, relu: bool, groups: int = 1) -> tf.Tensor:
+def _instance_norm(x: tf.Tensor, scale: tf.Variable, offset: tf.Variable, relu: bool, groups: int = 1,
+                   statistics: tuple[tf.Tensor, tf.Tensor] | None = None) -> tf.Tensor:
     """Normalizes each image's channels over H, W (and the `groups` channel groups), scales, offsets, ReLU.
 
     In float32 this is one fused batch-norm kernel (ReLU fused) over the batch
     folded into the channels, [1, H, W * groups, N * C]; the transposes are free
     when N is 1. Other dtypes take the statistics in float32.
+
+    Args:
+        statistics: (mean, variance), float32 [C] each: normalize with these instead of
+            each image's own (tiling shares one set across all tiles of an image).
     """
+    if statistics is not None:
+        mean, variance = (tf.tile(tf.cast(value, tf.float32), [groups]) for value in statistics)
+        multiplier = tf.tile(scale, [groups]) * tf.math.rsqrt(variance + _EPSILON)
+        normalized = tf.cast(x, tf.float32) * multiplier + (tf.tile(offset, [groups]) - mean * multiplier)
+        return tf.cast(tf.nn.relu(normalized) if relu else normalized, x.dtype)
     shape = tf.shape(x)
     batch, height, width, channels = shape[0], shape[1], shape[2] * groups, x.shape[-1] // groups
     x = tf.reshape(x, [batch, height, width, channels])
@@ -140,10 +150,11 @@ class _Conv(tf.Module):
         x = tf.nn.conv2d(x, tf.cast(kernel, x.dtype), strides=strides, padding="VALID")
         return tf.nn.bias_add(x, tf.cast(tf.tile(self.bias, [bias_copies]), x.dtype))
 
-    def finish(self, x: tf.Tensor, groups: int = 1) -> tf.Tensor:
-        """Instance norm and ReLU, as configured, of the conv output (`groups` phases of it, see `_instance_norm`)."""
+    def finish(self, x: tf.Tensor, groups: int = 1, statistics=None) -> tf.Tensor:
+        """Instance norm and ReLU, as configured, of the conv output (`groups` phases of it; see
+        `_instance_norm` for `statistics`)."""
         if self.normalize:
-            return _instance_norm(x, self.scale, self.offset, self.relu, groups)
+            return _instance_norm(x, self.scale, self.offset, self.relu, groups, statistics)
         return tf.nn.relu(x) if self.relu else x
 
     def blocked(self, x: tf.Tensor, phased: bool = False, block: int = 4) -> tf.Tensor:
@@ -197,6 +208,10 @@ class _Upsample(tf.Module):
         self.conv = _Conv(channels_in, channels_out, 3)
 
     def __call__(self, x: tf.Tensor, phased: bool = False) -> tf.Tensor:
+        return self.conv.finish(self.convolve(x, phased), groups=4)
+
+    def convolve(self, x: tf.Tensor, phased: bool = False) -> tf.Tensor:
+        """The phased convolution output before instance norm: [N, H, W, 4C]."""
         channels_in, channels_out = self.conv.kernel.shape[2], self.conv.kernel.shape[3]
         height, width = _image_size(x, phased)
         rows = tf.clip_by_value(tf.range(-1, height + 1), 0, height - 1)
@@ -204,7 +219,7 @@ class _Upsample(tf.Module):
         x = _gather_pixels(x, rows[:, None], columns[None, :], phased)
         kernel = tf.einsum("iak,jbl,klco->abcijo", _UPSAMPLE_TAPS, _UPSAMPLE_TAPS, self.conv.kernel)
         kernel = tf.reshape(kernel, [3, 3, channels_in, 4 * channels_out])
-        return self.conv.finish(self.conv.convolve(x, kernel, bias_copies=4), groups=4)
+        return self.conv.convolve(x, kernel, bias_copies=4)
 
 
 class TransformerNet(tf.Module):
@@ -239,18 +254,45 @@ class TransformerNet(tf.Module):
         """
         images = tf.convert_to_tensor(images, tf.float32)
         height, width = tf.shape(images)[1], tf.shape(images)[2]
+        stylized = self.decode(self.transform(self.encode(self.prepare(images))))
+        return stylized[:, :height, :width, :]
+
+    # The stages below let `impasto.model.tiling` run the network piecewise with
+    # instance-norm statistics shared by all tiles. Each of `encode` and `decode`
+    # takes `statistics`, (mean, variance) for its first len(statistics) instance
+    # norms (the rest use each image's own), and `stop`: return that layer's
+    # convolution output before its instance norm instead of going on.
+
+    def prepare(self, images: tf.Tensor) -> tf.Tensor:
+        """[N, H, W, 3] in [0, 255] -> edge-padded to multiples of 4 (>= MIN_SIDE), in [-1, 1], compute dtype."""
+        height, width = tf.shape(images)[1], tf.shape(images)[2]
         padded_height = tf.maximum(MIN_SIDE, (height + 3) // 4 * 4)
         padded_width = tf.maximum(MIN_SIDE, (width + 3) // 4 * 4)
-        x = _edge_pad(images, padded_height, padded_width)
-        x = tf.cast(x / 127.5 - 1.0, self.compute_dtype)
-        for layer in self.encoder:
-            x = layer(x)
+        return tf.cast(_edge_pad(images, padded_height, padded_width) / 127.5 - 1.0, self.compute_dtype)
+
+    def encode(self, x: tf.Tensor, statistics=(), stop: int | None = None) -> tf.Tensor:
+        """Prepared [N, H, W, 3] -> [N, H/4, W/4, C3] after the encoder's third conv, norm and ReLU."""
+        for index, layer in enumerate(self.encoder):
+            x = layer.convolve(_reflect_pad(x, layer.kernel_size // 2), layer.kernel, strides=layer.stride)
+            if index == stop:
+                return x
+            x = layer.finish(x, statistics=statistics[index] if index < len(statistics) else None)
+        return x
+
+    def transform(self, x: tf.Tensor) -> tf.Tensor:
+        """The residual blocks, [N, H/4, W/4, C3] -> the same shape."""
         for block in self.residuals:
             x = block(x)
-        x = self.decoder[0](x)
-        x = self.decoder[1](x, phased=True)
-        x = 255.0 * tf.sigmoid(tf.cast(self.output_conv.blocked(x, phased=True), tf.float32))
-        return x[:, :height, :width, :]
+        return x
+
+    def decode(self, x: tf.Tensor, statistics=(), stop: int | None = None) -> tf.Tensor:
+        """[N, H/4, W/4, C3] -> float32 [N, H, W, 3] in [0, 255] (`stop` 0 or 1: phased upsampling output)."""
+        for index, layer in enumerate(self.decoder):
+            x = layer.convolve(x, phased=index > 0)
+            if index == stop:
+                return x
+            x = layer.conv.finish(x, groups=4, statistics=statistics[index] if index < len(statistics) else None)
+        return 255.0 * tf.sigmoid(tf.cast(self.output_conv.blocked(x, phased=True), tf.float32))
 
     def weights_dict(self) -> dict[str, np.ndarray]:
         """Every variable's value by its path in the module tree (for compact bundling)."""

@@ -1,0 +1,235 @@
+"""Seam-free tiled feed-forward stylization of images too large to run whole.
+
+Per-tile instance-norm statistics are what make seams in hand-tiled results: each
+tile gets its own colour balance. Here every tile normalizes with the statistics of
+the whole image, accumulated over all tiles first, so the result equals the untiled
+network's to float rounding (tests/test_tiling.py asserts it), and tiles need no
+blending: the halo around each tile is wide enough for the layers of that pass, so
+both tiles compute the same values in an overlap and the halo is cropped.
+
+The network (see `TransformerNet`) runs in three parts:
+
+1. Encoder, on tiles of the full-resolution image (halo `ENCODER_HALO` pixels):
+   one pass per instance norm to accumulate its statistics over all tiles (the
+   norms before it use the statistics already known), then a pass that writes the
+   third conv's output, [1, H/4, W/4, C3], whole.
+2. Residual blocks on that quarter-resolution tensor, whole: their instance norms
+   see the whole image, so they need nothing special.
+3. Decoder, on tiles of the residual output (halo `DECODER_HALO` quarter-resolution
+   pixels): a statistics pass per upsampling stage, then the pass that writes the
+   output tiles.
+
+That costs about 1.5 untiled forward passes (the first layers and the decoder run
+more than once). Memory is bounded by the tile size for everything at full and half
+resolution; the quarter-resolution tensors (C3 / 16 floats per input pixel) and the
+input and output images themselves remain proportional to the image.
+
+Every loop here is a `tf.while_loop` over tiles, so the same code runs eagerly, in a
+`tf.function` and inside the exported SavedModel (not XLA-compiled: shapes vary).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from impasto.model.errors import InvalidInputError
+from impasto.model.transformer import TransformerNet
+
+DEFAULT_TILE_PIXELS = 2048 * 2048
+"""Images with more pixels than this are tiled unless told otherwise."""
+
+DEFAULT_TILE_SIZE = 512
+"""Side, in pixels, of each tile's core (a multiple of 4); each pass adds its halo."""
+
+ENCODER_HALO = 16
+"""Full-resolution pixels around an encoder tile (the three convs reach 8)."""
+
+DECODER_HALO = 4
+"""Quarter-resolution pixels around a decoder tile (the decoder reaches 3)."""
+
+
+@dataclass(frozen=True)
+class Tiling:
+    """When and how images are tiled.
+
+    Attributes:
+        tile_pixels: tile images with more pixels than this; None: never (`--no-tile`),
+            0: always (`--tile SIZE`).
+        tile_size: core side of a tile, in pixels (a multiple of 4, at least 16).
+    """
+
+    tile_pixels: int | None = DEFAULT_TILE_PIXELS
+    tile_size: int = DEFAULT_TILE_SIZE
+
+    def __post_init__(self):
+        if self.tile_size < 16 or self.tile_size % 4:
+            raise InvalidInputError(f"tile size must be a multiple of 4 and at least 16 pixels, not {self.tile_size}")
+        if self.tile_pixels is not None and self.tile_pixels < 0:
+            raise InvalidInputError(f"tile pixel threshold must not be negative, not {self.tile_pixels}")
+
+    @classmethod
+    def never(cls) -> "Tiling":
+        return cls(tile_pixels=None)
+
+    @classmethod
+    def always(cls, tile_size: int = DEFAULT_TILE_SIZE) -> "Tiling":
+        return cls(tile_pixels=0, tile_size=tile_size)
+
+    def applies_to(self, height: int, width: int) -> bool:
+        """Whether an image of this size is tiled."""
+        return self.tile_pixels is not None and height * width > self.tile_pixels
+
+
+def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = DEFAULT_TILE_SIZE) -> tf.Tensor:
+    """Stylizes one image tile by tile, as `network(images)` would whole.
+
+    Args:
+        network: the trained transformer.
+        images: float32 [1, H, W, 3], RGB in [0, 255].
+        tile_size: core side of each full-resolution tile (multiple of 4, >= 16).
+
+    Returns:
+        float32 [1, H, W, 3], RGB in [0, 255].
+    """
+    core = Tiling(tile_size=tile_size).tile_size
+    images = tf.convert_to_tensor(images, tf.float32)
+    height, width = tf.shape(images)[1], tf.shape(images)[2]
+    prepared = network.prepare(images)
+
+    encoder_statistics = []
+    for layer in range(len(network.encoder) - 1):
+        known = tuple(encoder_statistics)
+        encoder_statistics.append(_moments_over_tiles(
+            prepared, core, ENCODER_HALO, lambda tile, known=known, layer=layer: network.encode(tile, known, stop=layer),
+            scale=(1, 2 ** layer), groups=1))
+    known = tuple(encoder_statistics)
+    last = len(network.encoder) - 1
+    encoded = _assemble_tiles(prepared, core, ENCODER_HALO,
+                              lambda tile: network.encode(tile, known, stop=last), scale=(1, 4),
+                              dtype=network.compute_dtype, channels=network.encoder[last].kernel.shape[-1])
+    residual = network.transform(network.encoder[last].finish(encoded))
+
+    decoder_statistics = []
+    for layer in range(len(network.decoder)):
+        known = tuple(decoder_statistics)
+        decoder_statistics.append(_moments_over_tiles(
+            residual, core // 4, DECODER_HALO, lambda tile, known=known, layer=layer: network.decode(tile, known, stop=layer),
+            scale=(2 ** layer, 1), groups=4))
+    known = tuple(decoder_statistics)
+    stylized = _assemble_tiles(residual, core // 4, DECODER_HALO, lambda tile: network.decode(tile, known),
+                               scale=(4, 1), dtype=tf.float32, channels=3)
+    return stylized[:, :height, :width, :]
+
+
+def _tile_count(length: tf.Tensor, core: int) -> tf.Tensor:
+    return (length + core - 1) // core
+
+
+def _read_tile(source: tf.Tensor, row: tf.Tensor, column: tf.Tensor, core: int, halo: int):
+    """The tile at (row, column) of `source` [1, H, W, C] with its halo (clipped to the image).
+
+    Returns:
+        (tile [1, h, w, C], core offset (y, x) inside the tile, core size (height, width)).
+    """
+    height, width = tf.shape(source)[1], tf.shape(source)[2]
+    top, left = row * core, column * core
+    bottom, right = tf.minimum(top + core, height), tf.minimum(left + core, width)
+    read_top, read_left = tf.maximum(0, top - halo), tf.maximum(0, left - halo)
+    read_bottom, read_right = tf.minimum(height, bottom + halo), tf.minimum(width, right + halo)
+    tile = source[:, read_top:read_bottom, read_left:read_right, :]
+    return tile, (top - read_top, left - read_left), (bottom - top, right - left)
+
+
+def _core_of(output: tf.Tensor, offset, size, scale: tuple[int, int]) -> tf.Tensor:
+    """Crops a tile's output to its core; `scale` (numerator, denominator): output pixels per source pixel."""
+    numerator, denominator = scale
+    top, left = (value * numerator // denominator for value in offset)
+    height, width = (value * numerator // denominator for value in size)
+    return output[:, top:top + height, left:left + width, :]
+
+
+def _moments_over_tiles(source: tf.Tensor, core: int, halo: int, layer_output, scale: tuple[int, int],
+                        groups: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per-channel mean and (biased) variance of `layer_output` over the whole image, tile by tile.
+
+    Args:
+        source: [1, H, W, C] the tiles are cut from.
+        layer_output: tile [1, h, w, C] -> the layer's output before its instance norm,
+            [1, h', w', groups * C'] (`groups` phases of C' channels, see `_instance_norm`).
+        scale: (numerator, denominator), output pixels per source pixel along each axis.
+
+    Returns:
+        (mean, variance), float32 [C'] each. Tiles are combined in float64 by Chan's
+        parallel formula, so sums over millions of pixels stay accurate.
+    """
+    rows, columns = _tile_count(tf.shape(source)[1], core), _tile_count(tf.shape(source)[2], core)
+
+    def tile_moments(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        tile, offset, size = _read_tile(source, index // columns, index % columns, core, halo)
+        output = _core_of(layer_output(tile), offset, size, scale)
+        values = tf.cast(tf.reshape(output, [-1, output.shape[-1] // groups]), tf.float64)
+        mean = tf.reduce_mean(values, axis=0)
+        return tf.cast(tf.shape(values)[0], tf.float64), mean, tf.reduce_sum(tf.square(values - mean), axis=0)
+
+    count, mean, m2 = tile_moments(tf.constant(0))
+    for index in tf.range(1, rows * columns):
+        tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+        tile_count, tile_mean, tile_m2 = tile_moments(index)
+        total = count + tile_count
+        delta = tile_mean - mean
+        mean = mean + delta * tile_count / total
+        m2 = m2 + tile_m2 + tf.square(delta) * count * tile_count / total
+        count = total
+    return tf.cast(mean, tf.float32), tf.cast(m2 / count, tf.float32)
+
+
+def _assemble_tiles(source: tf.Tensor, core: int, halo: int, layer_output, scale: tuple[int, int],
+                    dtype: tf.DType, channels: int) -> tf.Tensor:
+    """`layer_output` of the whole `source`, computed tile by tile and put back together.
+
+    Args:
+        source: [1, H, W, C] the tiles are cut from.
+        layer_output: tile [1, h, w, C] -> [1, h * s, w * s, C'] for the scale s of `scale`.
+        scale: (numerator, denominator), output pixels per source pixel along each axis.
+        dtype, channels: the output's dtype and channel count C'.
+
+    Returns:
+        [1, H * s, W * s, C'].
+    """
+    rows, columns = _tile_count(tf.shape(source)[1], core), _tile_count(tf.shape(source)[2], core)
+    strips = tf.TensorArray(dtype, size=rows, infer_shape=False, element_shape=[None, None, channels])
+    for row in tf.range(rows):
+        tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+        pieces = tf.TensorArray(dtype, size=columns, infer_shape=False, element_shape=[None, None, channels])
+        for column in tf.range(columns):
+            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+            tile, offset, size = _read_tile(source, row, column, core, halo)
+            piece = _core_of(layer_output(tile), offset, size, scale)[0]
+            pieces = pieces.write(column, tf.transpose(piece, [1, 0, 2]))  # Concatenated along axis 0.
+        strips = strips.write(row, tf.transpose(pieces.concat(), [1, 0, 2]))
+    return strips.concat()[None]
+
+
+def seam_ratio(image: np.ndarray, tile_size: int) -> float:
+    """How much tile boundaries stand out: 1.0 means not at all.
+
+    The mean absolute difference between neighbouring pixels across the boundaries
+    of `tile_size` tiles (between columns, and rows, k * tile_size - 1 and k *
+    tile_size), divided by the same mean over all other neighbouring pairs. Tiles
+    stylized on their own (own statistics, no halo) score well above 1.
+
+    Args:
+        image: [H, W, C] with H or W larger than `tile_size`.
+    """
+    image = np.asarray(image, np.float64)
+    sums, counts = np.zeros(2), np.zeros(2)  # [boundary, elsewhere]
+    for axis in (0, 1):
+        steps = np.abs(np.diff(image, axis=axis)).mean(axis=(1 - axis, 2))  # One value per neighbouring pair.
+        boundary = np.zeros(steps.shape, bool)
+        boundary[tile_size - 1::tile_size] = True
+        sums += steps[boundary].sum(), steps[~boundary].sum()
+        counts += boundary.sum(), (~boundary).sum()
+    if counts[0] == 0:
+        raise ValueError(f"an image of {image.shape[1]}x{image.shape[0]} has no {tile_size}-pixel tile boundary")
+    return float((sums[0] / counts[0]) / (sums[1] / counts[1]))
