@@ -1,7 +1,7 @@
 """`impasto export`: a trained model -> a TensorFlow Serving SavedModel version, plus the server's config files.
 
     impasto export RUN_DIR_OR_BUNDLED_NAME --model-base MODELS_DIR --name NAME [--version N]
-        [--no-xla] [--max-side 2048]
+        [--no-xla] [--max-side 2048] [--tile-pixels N | --no-tile] [--tile-size 512]
 
 writes MODELS_DIR/NAME/<version>/ atomically and rewrites MODELS_DIR/models.config,
 batching_parameters.txt and monitoring.config. See docs/serving.md.
@@ -17,6 +17,7 @@ from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
 from impasto.model.library import load_network
+from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", type=int, help="version number (default: one more than the highest)")
     parser.add_argument("--no-xla", action="store_true", help="no XLA anywhere (for servers without XLA flags)")
     parser.add_argument("--max-side", type=int, default=2048,
-                        help="longer inputs are scaled down to this long side before the network (default 2048)")
+                        help="largest XLA bucket side; longer inputs are tiled (default 2048)")
+    tiles = parser.add_mutually_exclusive_group()
+    tiles.add_argument("--tile-pixels", type=int, default=DEFAULT_TILE_PIXELS,
+                       help="inputs with more pixels are tiled, seam-free, at their own size (default %(default)s)")
+    tiles.add_argument("--no-tile", action="store_true",
+                       help="never tile: scale inputs longer than --max-side down to it and the result back up")
+    parser.add_argument("--tile-size", type=int, default=DEFAULT_TILE_SIZE, help="tile side (default %(default)s)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse images whose header claims more pixels (default %(default)s)")
     parser.add_argument("--serving-base-path",
@@ -64,7 +71,8 @@ def _batching_config(args) -> BatchingConfig | None:
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     # Every check that can refuse the input runs before anything is written.
-    serving = ServingConfig(max_side=args.max_side, max_pixels=args.max_pixels, jit_compile=not args.no_xla)
+    serving = ServingConfig(max_side=args.max_side, max_pixels=args.max_pixels, jit_compile=not args.no_xla,
+                            tile_pixels=None if args.no_tile else args.tile_pixels, tile_size=args.tile_size)
     batching = _batching_config(args)
     models_dir = Path(args.model_base)
     if models_dir.exists() and not models_dir.is_dir():

@@ -111,6 +111,8 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "max_side": config.max_side,
         "max_pixels": config.max_pixels,
         "bucket_sides": list(config.bucket_sides),
+        "tile_pixels": config.tile_pixels,
+        "tile_size": config.tile_size,
         "buckets": [list(bucket) for bucket in config.buckets],
         "training": metadata,
     }

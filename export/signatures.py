@@ -14,14 +14,19 @@ Signatures (names and tensor keys are the constants of `impasto.export.keys`):
 Per image, the byte signatures run (inside `tf.map_fn`, one image at a time, so the
 images of one batch may all differ in size):
 
-    header check (claimed pixels <= max_pixels) -> decode -> scale down so the long side
-    is at most max_side -> mirror-pad up to its size bucket -> network -> crop
-    -> scale back up to the input's size -> [luminance transfer, blend] -> PNG
+    header check (claimed pixels <= max_pixels) -> decode -> mirror-pad up to its size
+    bucket -> network -> crop -> [luminance transfer, blend] -> PNG
 
-Only the network runs inside the XLA-compiled function (``jit_compile=True``), and it
-only ever sees bucket-sized inputs, so XLA compiles at most one program per bucket
-pair (per batch size, for ``stylize_tensor``). Decoding, resizing and encoding stay
-outside the compiled region.
+Images larger than the largest bucket (a side over max_side) or with more than
+tile_pixels pixels run tile by tile instead, at their own size, with instance-norm
+statistics shared by all tiles (`impasto.model.tiling`): no seams, and the same
+result as the whole image would give. With tiling off (tile_pixels None) they are
+scaled down to max_side for the network and the result scaled back up.
+
+Only the bucketed network runs inside the XLA-compiled function (``jit_compile=True``),
+and it only ever sees bucket-sized inputs, so XLA compiles at most one program per
+bucket pair (per batch size, for ``stylize_tensor``). Decoding, resizing, tiling and
+encoding stay outside the compiled region.
 
 Decoding matches `impasto.model.image_io` where TensorFlow allows: PNG transparency is
 flattened onto white, animated GIFs give their first frame. Unlike image_io, EXIF
@@ -38,6 +43,7 @@ from impasto.export import keys
 from impasto.model import color
 from impasto.model.errors import InvalidInputError
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
+from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling, tiled_stylize
 from impasto.model.transformer import MIN_SIDE, TransformerNet
 
 DEFAULT_LADDER = (256, 384, 512, 768, 1024, 1536, 2048)
@@ -55,19 +61,24 @@ class ServingConfig:
     """How the exported signatures treat their inputs.
 
     Attributes:
-        max_side: larger inputs are scaled down (aspect kept) to this long side before
-            the network runs; the result is scaled back up to the input's size.
+        max_side: the largest bucket side. Inputs with a longer side are tiled (or,
+            with tiling off, scaled down to it and the result scaled back up).
         max_pixels: refuse encoded images whose header claims more pixels than this.
         jit_compile: XLA-compile the network in every signature but ``serving_noxla``.
         ladder: candidate bucket sides (multiples of 4, at least 16, increasing).
+        tile_pixels: tile inputs with more pixels than this; None: never tile.
+        tile_size: core side of a tile (a multiple of 4, at least 16).
     """
 
     max_side: int = 2048
     max_pixels: int = DEFAULT_MAX_PIXELS
     jit_compile: bool = True
     ladder: tuple[int, ...] = DEFAULT_LADDER
+    tile_pixels: int | None = DEFAULT_TILE_PIXELS
+    tile_size: int = DEFAULT_TILE_SIZE
 
     def __post_init__(self):
+        Tiling(self.tile_pixels, self.tile_size)  # Validates both.
         if not MIN_SIDE <= self.max_side <= 16384:
             raise InvalidInputError(f"max side must be between {MIN_SIDE} and 16384 pixels, not {self.max_side}")
         if self.max_pixels < 1:
@@ -271,6 +282,23 @@ class StylizeModule(tf.Module):
         return tf.map_fn(one, elements, fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=1)
 
     def _stylize_pixels(self, images: tf.Tensor, forward) -> tf.Tensor:
+        """float32 [N, H, W, 3] -> float32 [N, H, W, 3]: bucketed, or tiled if large (see the module doc)."""
+        if self.config.tile_pixels is None:
+            return self._stylize_bucketed(images, forward)
+        shape = tf.shape(images)
+        large = tf.logical_or(tf.maximum(shape[1], shape[2]) > self.config.max_side,
+                              shape[1] * shape[2] > self.config.tile_pixels)
+        return tf.cond(large, lambda: self._stylize_tiled(images), lambda: self._stylize_bucketed(images, forward))
+
+    def _stylize_tiled(self, images: tf.Tensor) -> tf.Tensor:
+        """float32 [N, H, W, 3] -> the same, each image tile by tile at its own size (not XLA-compiled)."""
+        def one(image: tf.Tensor) -> tf.Tensor:
+            return tiled_stylize(self.network, image[None], self.config.tile_size)[0]
+
+        stylized = tf.map_fn(one, images, parallel_iterations=1)
+        return tf.clip_by_value(stylized, 0.0, 255.0)
+
+    def _stylize_bucketed(self, images: tf.Tensor, forward) -> tf.Tensor:
         """float32 [N, H, W, 3] -> float32 [N, H, W, 3]: fit to max_side, pad to a bucket, run, crop, restore."""
         shape = tf.shape(images)
         height, width = shape[1], shape[2]

@@ -31,7 +31,7 @@ _DECODE_AND_ENCODE_OPS = {"DecodeImage", "DecodePng", "DecodeJpeg", "EncodePng",
 
 
 def _images() -> list[bytes]:
-    """Three sizes across both buckets, one larger than max_side (scaled down), a GIF and a JPEG."""
+    """Three sizes across both buckets, one larger than max_side (tiled), a GIF and a JPEG."""
     large = image_io.resize_image(image_io.load_image(DATA_DIR / "koala.png"), 200, 150)
     return [(DATA_DIR / "chelsea.png").read_bytes(), (DATA_DIR / "edge_1x1.png").read_bytes(),
             image_io.encode_image(large), (DATA_DIR / "edge_animated.gif").read_bytes(),

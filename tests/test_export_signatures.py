@@ -2,6 +2,7 @@
 
 import io
 import struct
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -9,10 +10,11 @@ import tensorflow as tf
 from PIL import Image
 
 from impasto.export import keys
-from impasto.export.signatures import ServingConfig, claimed_pixels, decode, mirror_pad
+from impasto.export.signatures import ServingConfig, StylizeModule, claimed_pixels, decode, mirror_pad
 from impasto.model import color, image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.fast import FastStylizer
+from impasto.model.tiling import Tiling
 
 from conftest import DATA_DIR, load_test_image
 
@@ -42,7 +44,7 @@ def test_buckets_follow_the_ladder_up_to_max_side():
     assert ServingConfig(max_side=1000).bucket_sides == (256, 384, 512, 768, 1000)
     assert ServingConfig(max_side=130, ladder=(64,)).bucket_sides == (64, 132)
     assert len(ServingConfig(max_side=512).buckets) == 9
-    for bad in ({"max_side": 8}, {"ladder": (64, 32)}, {"ladder": (66,)}, {"max_pixels": 0}):
+    for bad in ({"max_side": 8}, {"ladder": (64, 32)}, {"ladder": (66,)}, {"max_pixels": 0}, {"tile_size": 30}):
         with pytest.raises(InvalidInputError):
             ServingConfig(**bad)
 
@@ -130,10 +132,29 @@ def test_stylize_tensor_matches_the_bare_network_at_bucket_sizes(export_module, 
     np.testing.assert_allclose(stylized, export_network(images).numpy(), atol=0.05)
 
 
-def test_stylize_tensor_scales_large_inputs_and_restores_their_size(export_module):
+def test_stylize_tensor_keeps_the_size_of_large_inputs(export_module, export_network):
     images = np.random.default_rng(0).uniform(0, 255, (2, 150, 260, 3)).astype(np.float32)
     stylized = export_module.stylize_tensor(tf.constant(images))[keys.STYLIZED_IMAGES].numpy()
     assert stylized.shape == images.shape and 0 <= stylized.min() and stylized.max() <= 255
+    untiled = np.clip(export_network(images).numpy(), 0, 255)  # Tiled, at full size: what the whole image gives.
+    assert np.abs(stylized - untiled).max() < 0.05
+
+    scaling = StylizeModule(export_network, replace(export_module.config, tile_pixels=None, jit_compile=False))
+    scaled = scaling.stylize_tensor(tf.constant(images))[keys.STYLIZED_IMAGES].numpy()  # Through a 128 px bucket.
+    assert scaled.shape == images.shape and np.abs(scaled - untiled).mean() > 1.0
+
+
+def test_large_images_are_tiled_seam_free_at_their_own_size(export_network):
+    """Above tile_pixels, 32-pixel tiles; the PNG equals the CLI's untiled stylization to a level."""
+    config = ServingConfig(max_side=128, ladder=(64,), jit_compile=False, tile_pixels=64 * 64, tile_size=32)
+    module = StylizeModule(export_network, config)
+    images = [_photo(100, 150), _photo(40, 56, "coffee.png")]  # Tiled (15 000 pixels), bucketed (2240).
+    outputs = module.serving_default(tf.constant([_png(image) for image in images]))[keys.STYLIZED_IMAGE_BYTES]
+    whole = FastStylizer(export_network, tiling=Tiling.never()).stylize(images[0].astype(np.float32))
+    tiled = _pixels(outputs.numpy()[0])
+    assert tiled.shape == images[0].shape and np.abs(tiled - np.rint(whole)).max() <= 1
+    expected = np.rint(_bucket_oracle(export_network, images[1], (64, 64)))
+    assert np.abs(_pixels(outputs.numpy()[1]) - expected).max() <= 1
 
 
 def test_controls_match_the_fast_stylizer(export_module, export_network):
