@@ -10,7 +10,8 @@ from tqdm import tqdm
 from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_BAD_INPUT, EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
-from impasto.model.gatys import GatysConfig, GatysStylizer, Progress
+from impasto.model.gatys import GATYS_TILE_PIXELS, GatysConfig, GatysStylizer, Progress
+from impasto.model.gatys_tiling import check_tile_size
 from impasto.model.library import bundled_model_names, load_network
 from impasto.model.optimizers import OptimizerConfig
 from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
@@ -29,13 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     fast = parser.add_argument_group("fast (feed-forward)")
     fast.add_argument("--model", help="bundled model name, training run directory or .npz bundle")
     fast.add_argument("--strength", type=float, default=1.0, help="0..1: blend from the content to the full style")
-    tiles = fast.add_mutually_exclusive_group()
+    tiling = parser.add_argument_group("tiling (large images; the result is the same as untiled)")
+    tiles = tiling.add_mutually_exclusive_group()
     tiles.add_argument("--tile", type=int, metavar="SIZE",
-                       help="always run tile by tile, SIZE-pixel tiles (a multiple of 4; default: only large images)")
+                       help="always run tile by tile, SIZE-pixel tiles (fast: a multiple of 4; optimize: of 16)")
     tiles.add_argument("--no-tile", action="store_true", help="never tile, however large the image")
-    fast.add_argument("--tile-pixels", type=int, default=DEFAULT_TILE_PIXELS,
-                      help="tile images with more pixels than this (default %(default)s); tiled output equals "
-                           "untiled, with memory bounded by the tile size")
+    tiling.add_argument("--tile-pixels", type=int,
+                        help=f"tile images (optimize: pyramid stages) with more pixels than this (default "
+                             f"{DEFAULT_TILE_PIXELS} for fast, {GATYS_TILE_PIXELS} for optimize)")
     opt = parser.add_argument_group("optimize (Gatys et al.)")
     opt.add_argument("--style", action="append", default=[], help="style image; repeat for several")
     opt.add_argument("--style-weights", help="blend weights, one per --style, e.g. 0.7,0.3")
@@ -110,17 +112,18 @@ def _run_fast(args, content_image):
     if args.size:
         content_image = image_io.resize_long_side(content_image, args.size)
     network, _ = load_network(args.model)
-    stylizer = FastStylizer(network, tiling=_tiling(args))
+    stylizer = FastStylizer(network, tiling=_tiling(args, DEFAULT_TILE_PIXELS))
     return stylizer.stylize(content_image, strength=args.strength, preserve_color=args.preserve_color)
 
 
-def _tiling(args) -> Tiling:
+def _tiling(args, default_pixels: int) -> Tiling:
     """The --tile / --no-tile / --tile-pixels choice."""
     if args.no_tile:
         return Tiling.never()
     if args.tile is not None:
         return Tiling.always(args.tile)
-    return Tiling(tile_pixels=args.tile_pixels, tile_size=DEFAULT_TILE_SIZE)
+    return Tiling(tile_pixels=default_pixels if args.tile_pixels is None else args.tile_pixels,
+                  tile_size=DEFAULT_TILE_SIZE)
 
 
 def _gatys_config(args) -> GatysConfig:
@@ -135,7 +138,7 @@ def _gatys_config(args) -> GatysConfig:
     optimizer = OptimizerConfig(method=args.optimizer, learning_rate=args.lr, tolerance=args.tolerance)
     return replace(config, size=args.size or config.size, iterations=args.iterations, scales=args.scales, loss=loss,
                    optimizer=optimizer, pooling=args.pooling, init=args.init, style_scale=args.style_scale,
-                   preserve_color=args.preserve_color, seed=args.seed,
+                   preserve_color=args.preserve_color, seed=args.seed, tiling=_tiling(args, GATYS_TILE_PIXELS),
                    report_every=min(config.report_every, args.save_every or config.report_every))
 
 
@@ -159,6 +162,7 @@ def _run_optimize(args, content_image):
     if args.init not in ("content", "noise"):
         init_image = image_io.load_image(args.init, args.max_pixels)
     config = _gatys_config(args)
+    check_tile_size(config.tiling.tile_size)
     vgg_layers = VggFeatures(load_vgg_weights(args.vgg_weights), pooling=config.pooling)
     unknown = set(config.loss.all_layers).difference(vgg_layers.layer_names)
     if unknown:

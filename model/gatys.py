@@ -14,11 +14,16 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model import color, image_io
+from impasto.model.gatys_tiling import make_tiled_objective, tiled_features, tiled_grams
 from impasto.model.losses import LossConfig, gram_matrix, style_transfer_loss
 from impasto.model.optimizers import OptimizerConfig, make_optimizer
+from impasto.model.tiling import Tiling
 from impasto.model.vgg import VggFeatures
 
 MIN_PYRAMID_SIZE = 64
+
+GATYS_TILE_PIXELS = 1024 * 1024
+"""Pyramid stages with more pixels than this evaluate the objective tile by tile by default."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class GatysConfig:
         preserve_color: transfer luminance only and keep the content's colours.
         seed: seeds the noise init.
         report_every: iterations between progress reports (one graph call each).
+        tiling: stages (and style images) above its pixel count run VGG tile by tile
+            (`impasto.model.gatys_tiling`): the same objective, memory bounded by the tile.
     """
 
     size: int = 512
@@ -50,6 +57,7 @@ class GatysConfig:
     preserve_color: bool = False
     seed: int = 0
     report_every: int = 10
+    tiling: Tiling = Tiling(tile_pixels=GATYS_TILE_PIXELS)
 
     @classmethod
     def tiny(cls) -> "GatysConfig":
@@ -75,11 +83,15 @@ class Progress:
     image: Callable[[], np.ndarray]
 
 
-def blended_style_grams(vgg: VggFeatures, style_images: Sequence[np.ndarray], blend_weights: Sequence[float], layers):
+def blended_style_grams(vgg: VggFeatures, style_images: Sequence[np.ndarray], blend_weights: Sequence[float], layers,
+                        tiling: Tiling = Tiling.never()):
     """Gram targets of several styles, mixed by blend weights (normalised to sum 1).
 
     With the squared-distance style loss, matching the blended Gram matrix has
     the same minimiser as the weighted sum of per-style losses.
+
+    Args:
+        tiling: style images it applies to are run through VGG tile by tile.
 
     Returns:
         ``{layer: [1, C, C]}``.
@@ -90,9 +102,13 @@ def blended_style_grams(vgg: VggFeatures, style_images: Sequence[np.ndarray], bl
     weights = weights / weights.sum()
     grams = {layer: 0.0 for layer in layers}
     for weight, style_image in zip(weights, style_images):
-        features = vgg(tf.constant(style_image[None]), layers)
+        if tiling.applies_to(*style_image.shape[:2]):
+            style_grams = tiled_grams(vgg, style_image[None], layers, tiling.tile_size)
+        else:
+            features = vgg(tf.constant(style_image[None]), layers)
+            style_grams = {layer: gram_matrix(features[layer]) for layer in layers}
         for layer in layers:
-            grams[layer] += float(weight) * gram_matrix(features[layer])
+            grams[layer] += float(weight) * style_grams[layer]
     return grams
 
 
@@ -161,9 +177,17 @@ class GatysStylizer:
             styles = [color.match_luminance(s[None], content[None])[0].numpy() for s in styles]
             image = color.luminance_image(image).numpy()
         loss_config = config.loss
-        content_targets = self.vgg(tf.constant(content_for_loss[None]), [l for l, _ in loss_config.content_layers])
-        style_grams = blended_style_grams(self.vgg, styles, blend_weights, [l for l, _ in loss_config.style_layers])
-        objective, term_names = make_objective(self.vgg, content.shape, content_targets, style_grams, loss_config)
+        content_layers = [layer for layer, _ in loss_config.content_layers]
+        style_grams = blended_style_grams(self.vgg, styles, blend_weights, [l for l, _ in loss_config.style_layers],
+                                          config.tiling)
+        if config.tiling.applies_to(*content.shape[:2]):
+            tile_size = config.tiling.tile_size
+            content_targets = tiled_features(self.vgg, tf.constant(content_for_loss[None]), content_layers, tile_size)
+            objective, term_names = make_tiled_objective(self.vgg, content.shape, content_targets, style_grams,
+                                                         loss_config, tile_size)
+        else:
+            content_targets = self.vgg(tf.constant(content_for_loss[None]), content_layers)
+            objective, term_names = make_objective(self.vgg, content.shape, content_targets, style_grams, loss_config)
 
         optimizer = make_optimizer(objective, int(np.prod(content.shape)), len(term_names), config.optimizer)
         optimizer.start(image.reshape(-1))
@@ -196,9 +220,7 @@ def make_objective(vgg: VggFeatures, image_shape, content_targets, style_grams, 
         ``(value_and_gradient, term_names)``: the callable takes x float32 [H*W*3]
         and returns (value, gradient [H*W*3], terms [len(term_names)]).
     """
-    term_names = ["content", "style", "tv"]
-    term_names += [f"content/{layer}" for layer, _ in loss_config.content_layers]
-    term_names += [f"style/{layer}" for layer, _ in loss_config.style_layers]
+    term_names = list(loss_config.term_names)
     shape = [1, *image_shape]
 
     def value_and_gradient(x: tf.Tensor):

@@ -93,9 +93,25 @@ def style_loss(features: Mapping[str, tf.Tensor], style_grams: Mapping[str, tf.T
     Returns:
         ``(total, {"style/<layer>": weighted term})``, float32 scalars.
     """
+    return style_loss_from_grams({layer: gram_matrix(features[layer]) for layer in layer_weights}, style_grams,
+                                 layer_weights)
+
+
+def style_loss_from_grams(grams: Mapping[str, tf.Tensor], style_grams: Mapping[str, tf.Tensor],
+                          layer_weights: LayerWeights):
+    """`style_loss` from the image's Gram matrices (tiled evaluation sums them over tiles first).
+
+    Args:
+        grams: ``{layer: [N, C, C]}`` Gram matrices of the image being made.
+        style_grams: ``{layer: [1 or N, C, C]}`` target Gram matrices.
+        layer_weights: ``{layer: weight}``.
+
+    Returns:
+        ``(total, {"style/<layer>": weighted term})``, float32 scalars.
+    """
     terms = {}
     for layer, weight in layer_weights.items():
-        difference = gram_matrix(features[layer]) - tf.cast(style_grams[layer], tf.float32)
+        difference = grams[layer] - tf.cast(style_grams[layer], tf.float32)
         terms[f"style/{layer}"] = weight * tf.reduce_mean(tf.reduce_sum(tf.square(difference), axis=[1, 2]))
     return tf.add_n(list(terms.values())), terms
 
@@ -186,6 +202,12 @@ class LossConfig:
     def style_layer_weights(self) -> dict[str, float]:
         """``{layer: style_weight * layer weight}``."""
         return {layer: self.style_weight * weight for layer, weight in self.style_layers}
+
+    @property
+    def term_names(self) -> tuple[str, ...]:
+        """Names of the terms `style_transfer_loss` reports, in a fixed order: subtotals, then layers."""
+        return ("content", "style", "tv", *(f"content/{layer}" for layer, _ in self.content_layers),
+                *(f"style/{layer}" for layer, _ in self.style_layers))
 
     @property
     def all_layers(self) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
+from impasto.model.tiles import assemble_tiles, core_of, read_tile, tile_count
 from impasto.model.transformer import TransformerNet
 
 DEFAULT_TILE_PIXELS = 2048 * 2048
@@ -105,7 +106,7 @@ def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = D
             scale=(1, 2 ** layer), groups=1))
     known = tuple(encoder_statistics)
     last = len(network.encoder) - 1
-    encoded = _assemble_tiles(prepared, core, ENCODER_HALO,
+    encoded = assemble_tiles(prepared, core, ENCODER_HALO,
                               lambda tile: network.encode(tile, known, stop=last), scale=(1, 4),
                               dtype=network.compute_dtype, channels=network.encoder[last].kernel.shape[-1])
     residual = network.transform(network.encoder[last].finish(encoded))
@@ -117,36 +118,9 @@ def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = D
             residual, core // 4, DECODER_HALO, lambda tile, known=known, layer=layer: network.decode(tile, known, stop=layer),
             scale=(2 ** layer, 1), groups=4))
     known = tuple(decoder_statistics)
-    stylized = _assemble_tiles(residual, core // 4, DECODER_HALO, lambda tile: network.decode(tile, known),
+    stylized = assemble_tiles(residual, core // 4, DECODER_HALO, lambda tile: network.decode(tile, known),
                                scale=(4, 1), dtype=tf.float32, channels=3)
     return stylized[:, :height, :width, :]
-
-
-def _tile_count(length: tf.Tensor, core: int) -> tf.Tensor:
-    return (length + core - 1) // core
-
-
-def _read_tile(source: tf.Tensor, row: tf.Tensor, column: tf.Tensor, core: int, halo: int):
-    """The tile at (row, column) of `source` [1, H, W, C] with its halo (clipped to the image).
-
-    Returns:
-        (tile [1, h, w, C], core offset (y, x) inside the tile, core size (height, width)).
-    """
-    height, width = tf.shape(source)[1], tf.shape(source)[2]
-    top, left = row * core, column * core
-    bottom, right = tf.minimum(top + core, height), tf.minimum(left + core, width)
-    read_top, read_left = tf.maximum(0, top - halo), tf.maximum(0, left - halo)
-    read_bottom, read_right = tf.minimum(height, bottom + halo), tf.minimum(width, right + halo)
-    tile = source[:, read_top:read_bottom, read_left:read_right, :]
-    return tile, (top - read_top, left - read_left), (bottom - top, right - left)
-
-
-def _core_of(output: tf.Tensor, offset, size, scale: tuple[int, int]) -> tf.Tensor:
-    """Crops a tile's output to its core; `scale` (numerator, denominator): output pixels per source pixel."""
-    numerator, denominator = scale
-    top, left = (value * numerator // denominator for value in offset)
-    height, width = (value * numerator // denominator for value in size)
-    return output[:, top:top + height, left:left + width, :]
 
 
 def _moments_over_tiles(source: tf.Tensor, core: int, halo: int, layer_output, scale: tuple[int, int],
@@ -163,11 +137,11 @@ def _moments_over_tiles(source: tf.Tensor, core: int, halo: int, layer_output, s
         (mean, variance), float32 [C'] each. Tiles are combined in float64 by Chan's
         parallel formula, so sums over millions of pixels stay accurate.
     """
-    rows, columns = _tile_count(tf.shape(source)[1], core), _tile_count(tf.shape(source)[2], core)
+    rows, columns = tile_count(tf.shape(source)[1], core), tile_count(tf.shape(source)[2], core)
 
     def tile_moments(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        tile, offset, size = _read_tile(source, index // columns, index % columns, core, halo)
-        output = _core_of(layer_output(tile), offset, size, scale)
+        tile, offset, size = read_tile(source, index // columns, index % columns, core, halo)
+        output = core_of(layer_output(tile), offset, size, scale)
         values = tf.cast(tf.reshape(output, [-1, output.shape[-1] // groups]), tf.float64)
         mean = tf.reduce_mean(values, axis=0)
         return tf.cast(tf.shape(values)[0], tf.float64), mean, tf.reduce_sum(tf.square(values - mean), axis=0)
@@ -175,40 +149,13 @@ def _moments_over_tiles(source: tf.Tensor, core: int, halo: int, layer_output, s
     count, mean, m2 = tile_moments(tf.constant(0))
     for index in tf.range(1, rows * columns):
         tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-        tile_count, tile_mean, tile_m2 = tile_moments(index)
-        total = count + tile_count
+        tile_pixels, tile_mean, tile_m2 = tile_moments(index)
+        total = count + tile_pixels
         delta = tile_mean - mean
-        mean = mean + delta * tile_count / total
-        m2 = m2 + tile_m2 + tf.square(delta) * count * tile_count / total
+        mean = mean + delta * tile_pixels / total
+        m2 = m2 + tile_m2 + tf.square(delta) * count * tile_pixels / total
         count = total
     return tf.cast(mean, tf.float32), tf.cast(m2 / count, tf.float32)
-
-
-def _assemble_tiles(source: tf.Tensor, core: int, halo: int, layer_output, scale: tuple[int, int],
-                    dtype: tf.DType, channels: int) -> tf.Tensor:
-    """`layer_output` of the whole `source`, computed tile by tile and put back together.
-
-    Args:
-        source: [1, H, W, C] the tiles are cut from.
-        layer_output: tile [1, h, w, C] -> [1, h * s, w * s, C'] for the scale s of `scale`.
-        scale: (numerator, denominator), output pixels per source pixel along each axis.
-        dtype, channels: the output's dtype and channel count C'.
-
-    Returns:
-        [1, H * s, W * s, C'].
-    """
-    rows, columns = _tile_count(tf.shape(source)[1], core), _tile_count(tf.shape(source)[2], core)
-    strips = tf.TensorArray(dtype, size=rows, infer_shape=False, element_shape=[None, None, channels])
-    for row in tf.range(rows):
-        tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-        pieces = tf.TensorArray(dtype, size=columns, infer_shape=False, element_shape=[None, None, channels])
-        for column in tf.range(columns):
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-            tile, offset, size = _read_tile(source, row, column, core, halo)
-            piece = _core_of(layer_output(tile), offset, size, scale)[0]
-            pieces = pieces.write(column, tf.transpose(piece, [1, 0, 2]))  # Concatenated along axis 0.
-        strips = strips.write(row, tf.transpose(pieces.concat(), [1, 0, 2]))
-    return strips.concat()[None]
 
 
 def seam_ratio(image: np.ndarray, tile_size: int) -> float:

@@ -50,6 +50,13 @@ class VggFeatures(tf.Module):
         """``{layer: (kernel height, kernel width, channels in, channels out)}``, in network order."""
         return {name: tuple(kernel.shape.as_list()) for name, kernel in zip(self.layer_names, self._kernels)}
 
+    def receptive_radius(self, layer: str) -> int:
+        """Input pixels, to each side, that can reach one activation of `layer` (3x3 convs, 2x2 pools)."""
+        deepest = layer_order(layer)
+        convs = sum(2 ** (layer_order(name)[0] - 1) for name in self.layer_names if layer_order(name) <= deepest)
+        pools = sum(2 ** (block - 2) for block in range(2, deepest[0] + 1))
+        return convs + pools
+
     def preprocess(self, images: tf.Tensor) -> tf.Tensor:
         """RGB float32 [0, 255] [N, H, W, 3] -> the network's input space, same shape."""
         if self.preprocessing == CAFFE:
@@ -109,6 +116,11 @@ class VggFeatures(tf.Module):
     def _pool(self, x: tf.Tensor) -> tf.Tensor:
         pool = tf.nn.max_pool2d if self.pooling == "max" else tf.nn.avg_pool2d
         return pool(x, ksize=2, strides=2, padding="SAME")
+
+
+def layer_stride(layer: str) -> int:
+    """Input pixels per activation of `layer` along each axis: ``2 ** (block - 1)``."""
+    return 2 ** (layer_order(layer)[0] - 1)
 
 
 def random_vgg_weights(channels_divisor: int = 1, seed: int = 0, convs_per_block=(2, 2, 3, 3, 3)) -> VggWeights:
