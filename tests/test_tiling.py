@@ -85,12 +85,14 @@ def test_large_image_tiled_matches_untiled_and_shows_no_seams(starry_night):
 
 
 def test_seam_ratio_sees_a_step_at_tile_boundaries():
-    ramp = np.tile(np.arange(64, dtype=np.float64)[None, :, None], (64, 1, 3))
-    assert seam_ratio(ramp, 16) == pytest.approx(1.0)
-    stepped = ramp + 10.0 * (np.arange(64)[None, :, None] // 16)
-    assert seam_ratio(stepped, 16) == pytest.approx(11.0)
+    ramp = np.tile(np.arange(256, dtype=np.float64)[None, :, None], (256, 1, 3))
+    assert seam_ratio(ramp, 64) == pytest.approx(1.0)
+    stepped = ramp + 10.0 * (np.arange(256)[None, :, None] // 64)  # A step of 10 at each vertical boundary.
+    assert seam_ratio(stepped, 64) == pytest.approx((3 * 11 + 3 * 0) / (3 + 3) / ((12 * 1 + 12 * 0) / 24))
+    phased = ramp + 10.0 * ((np.arange(256)[None, :, None] + 1) % 16 == 0)  # The same at every 16th pair: no seam.
+    assert seam_ratio(phased, 64) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="no 128-pixel tile boundary"):
-        seam_ratio(ramp, 128)
+        seam_ratio(ramp[:100, :100], 128)
 
 
 def test_stylizer_tiles_only_above_the_threshold(random_network):

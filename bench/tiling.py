@@ -1,0 +1,213 @@
+"""Benchmark of tiled stylization of large images: peak memory, wall time, agreement, seams.
+
+For the fast method, at each of ``--sizes`` (square images: a photo from ``--photos``
+scaled up to N x N, with a little grain so it has texture at every scale) it runs
+`FastStylizer` tiled (``--tile`` px tiles, statistics shared by all tiles) and, at
+the sizes in ``--untiled-sizes``, untiled, each in a fresh child process, so that
+each peak RSS (the child's ``ru_maxrss``) belongs to one run only. It reports:
+
+- ``peak_rss_mib``: the child's peak resident memory; ``baseline_rss_mib``: its
+  resident memory just before stylizing (libraries, model and the input image);
+- ``seconds``: wall time of the stylize call alone (after a 64 px call has traced
+  the function);
+- ``max_abs_difference`` / ``mean_abs_difference``: tiled against untiled output,
+  in levels of [0, 255], where both ran;
+- ``seam_ratio`` (`impasto.model.tiling.seam_ratio`): the mean absolute step between
+  neighbouring pixels across tile boundaries over the same elsewhere (1.0: no
+  boundary), for the tiled output, the untiled output (same boundaries, where it
+  ran) and ``naive`` tiling: every tile stylized on its own with its own
+  instance-norm statistics and no halo, as a user would do by hand.
+
+For the optimize method it runs a ``--optimize-size`` px, three-stage pyramid
+(``--optimize-iterations`` L-BFGS iterations per stage) tiled (stages over 1 MP run
+the objective tile by tile) and untiled, in child processes too, and reports peak
+RSS, wall time and the final loss of each.
+
+``--save-dir`` keeps each tiled output as PNG (the README's crop comes from the
+4096 px one). Progress goes to stderr; the figures are one JSON object on the last
+line of stdout.
+
+Example:
+    .venv/bin/python bench/tiling.py --sizes 1024,2048 --untiled-sizes 1024 --no-optimize
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402  (bench/common.py)
+
+GRAIN = 4.0
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", default=str(common.REPO_ROOT / "data/samples/photos"), help="photos; the first is used")
+    parser.add_argument("--styles", default=str(common.REPO_ROOT / "data/samples/styles"),
+                        help="style images (optimize: the first is used)")
+    parser.add_argument("--model", default="starry_night", help="bundled model name, run dir or .npz (fast method)")
+    parser.add_argument("--sizes", type=common.int_list, default=[1024, 2048, 4096, 8192], help="square sides, fast")
+    parser.add_argument("--untiled-sizes", type=common.int_list, default=[1024, 2048, 4096],
+                        help="sizes also run untiled (8192 untiled needs more than this machine's 24 GiB)")
+    parser.add_argument("--tile", type=int, default=512, help="tile side (fast)")
+    parser.add_argument("--no-naive", action="store_true", help="skip the hand-tiling comparison")
+    parser.add_argument("--optimize-size", type=int, default=2048, help="optimize: output side (0 = skip)")
+    parser.add_argument("--no-optimize", action="store_true", help="skip the optimize method")
+    parser.add_argument("--optimize-iterations", type=int, default=10, help="L-BFGS iterations per pyramid stage")
+    parser.add_argument("--save-dir", type=Path, help="keep the tiled outputs here as PNG")
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # JSON job for a child process.
+    return parser.parse_args(argv)
+
+
+def _first_image(folder: str) -> Path:
+    files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+    if not files:
+        raise SystemExit(f"no images in {folder}")
+    return files[0]
+
+
+def _test_card(photo: Path, size: int):
+    """The photo scaled to size x size, plus fixed grain: float32 [size, size, 3] in [0, 255]."""
+    import numpy as np
+
+    from impasto.model import image_io
+
+    image = image_io.resize_image(image_io.load_image(photo), size, size)
+    rng = np.random.default_rng(size)
+    for top in range(0, size, 1024):  # In strips, to keep float64 noise small.
+        strip = image[top:top + 1024]
+        strip += rng.normal(0.0, GRAIN, strip.shape).astype(np.float32)
+    return np.clip(image, 0.0, 255.0, out=image)
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child_fast(job: dict) -> dict:
+    import numpy as np
+
+    from impasto.model.fast import FastStylizer
+    from impasto.model.library import load_network
+    from impasto.model.tiling import Tiling, seam_ratio
+
+    network, _ = load_network(job["model"])
+    image = _test_card(Path(job["photo"]), job["size"])
+    tiling = Tiling.always(job["tile"]) if job["mode"] == "tiled" else Tiling.never()
+    stylizer = FastStylizer(network, tiling=tiling)
+    stylizer.stylize(image[:64, :64])  # Traces the function this mode runs, outside the timing.
+    baseline = _rss_mib()
+    started = time.perf_counter()
+    if job["mode"] == "naive":
+        tile, size = job["tile"], job["size"]
+        output = np.empty_like(image)
+        for top in range(0, size, tile):
+            for left in range(0, size, tile):
+                output[top:top + tile, left:left + tile] = stylizer.stylize(image[top:top + tile, left:left + tile])
+    else:
+        output = stylizer.stylize(image)
+    seconds = time.perf_counter() - started
+    figures = {"seconds": seconds, "peak_rss_mib": _peak_rss_mib(), "baseline_rss_mib": baseline,
+               "seam_ratio": seam_ratio(output, job["tile"]) if job["size"] > job["tile"] else None}
+    if job.get("output"):
+        np.save(job["output"], output)
+    return figures
+
+
+def _child_optimize(job: dict) -> dict:
+    from impasto.model import image_io
+    from impasto.model.gatys import GatysConfig, GatysStylizer
+    from impasto.model.tiling import Tiling
+
+    content = image_io.load_image(job["photo"])
+    style = image_io.load_image(job["style"])
+    tiling = GatysConfig().tiling if job["mode"] == "tiled" else Tiling.never()
+    config = GatysConfig(size=job["size"], iterations=job["iterations"], scales=3, tiling=tiling,
+                         report_every=job["iterations"])
+    reports = []
+    baseline = _rss_mib()
+    started = time.perf_counter()
+    GatysStylizer(config).stylize(content, [style], on_progress=reports.append)
+    return {"seconds": time.perf_counter() - started, "peak_rss_mib": _peak_rss_mib(), "baseline_rss_mib": baseline,
+            "final_loss": reports[-1].value, "stage_losses": [report.value for report in reports]}
+
+
+def _run_child(job: dict) -> dict:
+    """Runs `job` in a fresh Python process; its figures, or how it failed."""
+    common.log(f"  {job['method']} {job['mode']} {job['size']} px ...")
+    finished = subprocess.run([sys.executable, __file__, "--child", json.dumps(job)], capture_output=True, text=True)
+    if finished.returncode != 0:
+        reason = f"signal {-finished.returncode}" if finished.returncode < 0 else f"exit {finished.returncode}"
+        common.log(finished.stderr[-2000:])
+        return {"failed": reason}
+    figures = json.loads(finished.stdout.strip().splitlines()[-1])
+    common.log(f"    {figures['seconds']:.1f} s, peak {figures['peak_rss_mib']:.0f} MiB")
+    return figures
+
+
+def _fast(args, photo: Path, work: Path) -> dict:
+    import numpy as np
+
+    results = {}
+    for size in args.sizes:
+        row, outputs = {}, {}
+        modes = ["tiled"] + (["untiled"] if size in args.untiled_sizes else []) + ([] if args.no_naive else ["naive"])
+        for mode in modes:
+            outputs[mode] = work / f"{mode}_{size}.npy" if mode != "naive" else None
+            job = {"method": "fast", "mode": mode, "size": size, "tile": args.tile, "model": args.model,
+                   "photo": str(photo), "output": str(outputs[mode]) if outputs[mode] else None}
+            row[mode] = _run_child(job)
+        if "untiled" in row and "failed" not in row["untiled"] and "failed" not in row["tiled"]:
+            tiled, untiled = np.load(outputs["tiled"]), np.load(outputs["untiled"])
+            difference = np.abs(tiled - untiled)
+            row["max_abs_difference"], row["mean_abs_difference"] = float(difference.max()), float(difference.mean())
+        if args.save_dir and "failed" not in row["tiled"]:
+            from impasto.model import image_io
+
+            args.save_dir.mkdir(parents=True, exist_ok=True)
+            image_io.save_image(np.load(outputs["tiled"]), args.save_dir / f"tiled_{size}.png")
+        for path in outputs.values():
+            if path and path.exists():
+                path.unlink()
+        results[str(size)] = row
+    return results
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        job = json.loads(args.child)
+        common.print_json((_child_fast if job["method"] == "fast" else _child_optimize)(job))
+        return
+    photo, style = _first_image(args.photos), _first_image(args.styles)
+    common.log(f"photo {photo.name}, style {style.name}, model {args.model}, tiles {args.tile} px")
+    with tempfile.TemporaryDirectory(prefix="impasto_tiling_") as folder:
+        figures = {"photo": photo.name, "model": args.model, "tile": args.tile, "fast": _fast(args, photo, Path(folder))}
+    if not args.no_optimize and args.optimize_size:
+        figures["optimize"] = {
+            mode: _run_child({"method": "optimize", "mode": mode, "size": args.optimize_size, "photo": str(photo),
+                              "style": str(style), "iterations": args.optimize_iterations})
+            for mode in ("tiled", "untiled")}
+    figures["environment"] = common.environment()
+    figures["load_average"] = os.getloadavg()
+    common.print_json(figures)
+
+
+if __name__ == "__main__":
+    main()
