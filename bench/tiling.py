@@ -20,8 +20,10 @@ each peak RSS (the child's ``ru_maxrss``) belongs to one run only. It reports:
 
 For the optimize method it runs a ``--optimize-size`` px, three-stage pyramid
 (``--optimize-iterations`` L-BFGS iterations per stage) tiled (stages over 1 MP run
-the objective tile by tile) and untiled, in child processes too, and reports peak
-RSS, wall time and the final loss of each.
+the objective tile by tile), at each of ``--optimize-tiles``, and untiled, in child
+processes too, and reports peak RSS, wall time and the final loss of each, and the
+memory L-BFGS's history needs at the last stage (proportional to the image, tiled
+or not).
 
 ``--save-dir`` keeps each tiled output as PNG (the README's crop comes from the
 4096 px one). Progress goes to stderr; the figures are one JSON object on the last
@@ -29,6 +31,7 @@ line of stdout.
 
 Example:
     .venv/bin/python bench/tiling.py --sizes 1024,2048 --untiled-sizes 1024 --no-optimize
+    .venv/bin/python bench/tiling.py --no-fast --optimize-tiles 512
 """
 
 import argparse
@@ -63,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--optimize-size", type=int, default=2048, help="optimize: output side (0 = skip)")
     parser.add_argument("--no-optimize", action="store_true", help="skip the optimize method")
     parser.add_argument("--optimize-iterations", type=int, default=10, help="L-BFGS iterations per pyramid stage")
+    parser.add_argument("--optimize-tiles", type=common.int_list, default=[512, 256],
+                        help="optimize: tile sides to run (multiples of 16), besides untiled")
+    parser.add_argument("--no-fast", action="store_true", help="skip the fast method")
     parser.add_argument("--save-dir", type=Path, help="keep the tiled outputs here as PNG")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # JSON job for a child process.
     return parser.parse_args(argv)
@@ -75,7 +81,7 @@ def _first_image(folder: str) -> Path:
     return files[0]
 
 
-def _test_card(photo: Path, size: int):
+def test_card(photo: Path, size: int):
     """The photo scaled to size x size, plus fixed grain: float32 [size, size, 3] in [0, 255]."""
     import numpy as np
 
@@ -108,7 +114,7 @@ def _child_fast(job: dict) -> dict:
     from impasto.model.tiling import Tiling, seam_ratio
 
     network, _ = load_network(job["model"])
-    image = _test_card(Path(job["photo"]), job["size"])
+    image = test_card(Path(job["photo"]), job["size"])
     tiling = Tiling.always(job["tile"]) if job["mode"] == "tiled" else Tiling.never()
     stylizer = FastStylizer(network, tiling=tiling)
     stylizer.stylize(image[:64, :64])  # Traces the function this mode runs, outside the timing.
@@ -137,14 +143,16 @@ def _child_optimize(job: dict) -> dict:
 
     content = image_io.load_image(job["photo"])
     style = image_io.load_image(job["style"])
-    tiling = GatysConfig().tiling if job["mode"] == "tiled" else Tiling.never()
+    tiling = Tiling(GatysConfig().tiling.tile_pixels, job["tile"]) if job["mode"] == "tiled" else Tiling.never()
     config = GatysConfig(size=job["size"], iterations=job["iterations"], scales=3, tiling=tiling,
                          report_every=job["iterations"])
     reports = []
     baseline = _rss_mib()
     started = time.perf_counter()
-    GatysStylizer(config).stylize(content, [style], on_progress=reports.append)
+    result = GatysStylizer(config).stylize(content, [style], on_progress=reports.append)
+    history_bytes = 2 * config.optimizer.history_size * result.size * 4  # L-BFGS (s, y) pairs, float32.
     return {"seconds": time.perf_counter() - started, "peak_rss_mib": _peak_rss_mib(), "baseline_rss_mib": baseline,
+            "lbfgs_history_mib": history_bytes / 2**20, "output_shape": list(result.shape),
             "final_loss": reports[-1].value, "stage_losses": [report.value for report in reports]}
 
 
@@ -197,13 +205,16 @@ def main(argv=None) -> None:
         return
     photo, style = _first_image(args.photos), _first_image(args.styles)
     common.log(f"photo {photo.name}, style {style.name}, model {args.model}, tiles {args.tile} px")
-    with tempfile.TemporaryDirectory(prefix="impasto_tiling_") as folder:
-        figures = {"photo": photo.name, "model": args.model, "tile": args.tile, "fast": _fast(args, photo, Path(folder))}
+    figures = {"photo": photo.name, "model": args.model, "tile": args.tile}
+    if not args.no_fast:
+        with tempfile.TemporaryDirectory(prefix="impasto_tiling_") as folder:
+            figures["fast"] = _fast(args, photo, Path(folder))
     if not args.no_optimize and args.optimize_size:
-        figures["optimize"] = {
-            mode: _run_child({"method": "optimize", "mode": mode, "size": args.optimize_size, "photo": str(photo),
-                              "style": str(style), "iterations": args.optimize_iterations})
-            for mode in ("tiled", "untiled")}
+        job = {"method": "optimize", "size": args.optimize_size, "photo": str(photo), "style": str(style),
+               "iterations": args.optimize_iterations}
+        figures["optimize"] = {f"tiled_{tile}": _run_child({**job, "mode": "tiled", "tile": tile})
+                               for tile in args.optimize_tiles}
+        figures["optimize"]["untiled"] = _run_child({**job, "mode": "untiled", "tile": None})
     figures["environment"] = common.environment()
     figures["load_average"] = os.getloadavg()
     common.print_json(figures)
