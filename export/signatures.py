@@ -15,7 +15,8 @@ Per image, the byte signatures run (inside `tf.map_fn`, one image at a time, so 
 images of one batch may all differ in size):
 
     header check (claimed pixels <= max_pixels) -> decode -> mirror-pad up to its size
-    bucket -> network -> crop -> [luminance transfer, blend] -> PNG
+    bucket -> network (told the image's real size, so the padding changes nothing) ->
+    crop -> [luminance transfer, blend] -> PNG
 
 Images larger than the largest bucket (a side over max_side) or with more than
 tile_pixels pixels run tile by tile instead, at their own size, with instance-norm
@@ -209,7 +210,7 @@ class StylizeModule(tf.Module):
         self.network = network
         self.config = config
         self._bucket_sides = tf.constant(config.bucket_sides, tf.int32)
-        spec = [tf.TensorSpec([None, None, None, 3], tf.float32)]
+        spec = [tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([2], tf.int32)]
         self._forward_plain = tf.function(network.__call__, input_signature=spec)
         self._forward_xla = (tf.function(network.__call__, input_signature=spec, jit_compile=True)
                              if config.jit_compile else self._forward_plain)
@@ -309,7 +310,8 @@ class StylizeModule(tf.Module):
         fitted = tf.cond(scaled, lambda: tf.image.resize(images, [fit_height, fit_width], antialias=True),
                          lambda: images)
         padded = mirror_pad(fitted, self._bucket_for(fit_height), self._bucket_for(fit_width))
-        stylized = forward(padded)[:, :fit_height, :fit_width, :]
+        # Instance norms take their statistics from the image, not the padding (`TransformerNet`'s valid_size).
+        stylized = forward(padded, tf.stack([fit_height, fit_width]))[:, :fit_height, :fit_width, :]
         restored = tf.cond(scaled, lambda: tf.image.resize(stylized, [height, width]), lambda: stylized)
         return tf.clip_by_value(restored, 0.0, 255.0)
 

@@ -21,9 +21,10 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from impasto.model.instance_norm import instance_norm, scaled_region
+
 MIN_SIDE = 16
 _RESIDUAL_BLOCKS = 5
-_EPSILON = 1e-5
 
 # How it runs fast on CPU (same variables and results as the plain layer-by-layer
 # form): every conv's bias is fused into it by oneDNN; instance norm and ReLU are
@@ -36,17 +37,31 @@ _EPSILON = 1e-5
 # and the gather that pads them for the next conv also rearranges them.
 
 
-def _edge_pad(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+# With a `valid` size (int32 [2], rows and columns; see `TransformerNet.__call__`),
+# the padding helpers below treat the image as ending there: whatever lies
+# beyond (bucket padding) is replaced by what padding at that edge would give.
+
+
+def _edge_pad(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor, valid=None) -> tf.Tensor:
     """Pads [N, H, W, C] to `height` x `width` at the bottom and right by repeating the last row and column."""
-    rows = tf.minimum(tf.range(height), tf.shape(images)[1] - 1)
-    columns = tf.minimum(tf.range(width), tf.shape(images)[2] - 1)
+    valid = tf.shape(images)[1:3] if valid is None else valid
+    rows = tf.minimum(tf.range(height), valid[0] - 1)
+    columns = tf.minimum(tf.range(width), valid[1] - 1)
     return tf.gather(tf.gather(images, rows, axis=1), columns, axis=2)
 
 
-def _reflect(size: tf.Tensor, pad: int) -> tf.Tensor:
-    """Source index of each position of a reflection-padded axis: ``[1, 0, 1, ..., size - 2]`` for pad 1."""
-    index = tf.abs(tf.range(-pad, size + pad))
-    return (size - 1) - tf.abs((size - 1) - index)
+def _reflect(size: tf.Tensor, pad: int, valid: tf.Tensor | None = None) -> tf.Tensor:
+    """Source index of each position of a reflection-padded axis: ``[1, 0, 1, ..., size - 2]`` for pad 1.
+
+    With `valid` (at least 2), the axis reflects at `valid` instead of `size`
+    (periodically, so every one of the ``size + 2 pad`` positions has a source).
+    """
+    if valid is None:
+        index = tf.abs(tf.range(-pad, size + pad))
+        return (size - 1) - tf.abs((size - 1) - index)
+    period = 2 * (valid - 1)
+    index = tf.math.floormod(tf.range(-pad, size + pad), period)
+    return tf.where(index < valid, index, period - index)
 
 
 def _gather_pixels(x: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor, phased: bool) -> tf.Tensor:
@@ -69,43 +84,13 @@ def _image_size(x: tf.Tensor, phased: bool) -> tuple[tf.Tensor, tf.Tensor]:
     return scale * tf.shape(x)[1], scale * tf.shape(x)[2]
 
 
-def _reflect_pad(x: tf.Tensor, pad: int, phased: bool = False) -> tf.Tensor:
+def _reflect_pad(x: tf.Tensor, pad: int, phased: bool = False, valid=None) -> tf.Tensor:
     """Reflection padding of the image `x` holds (see `_gather_pixels`), as plain [N, H + 2 pad, W + 2 pad, C]."""
-    if not phased and x.shape[-1] <= 4:  # Thin (the input): MirrorPad is cheap there.
+    if not phased and x.shape[-1] <= 4 and valid is None:  # Thin (the input): MirrorPad is cheap there.
         return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
     height, width = _image_size(x, phased)
-    return _gather_pixels(x, _reflect(height, pad)[:, None], _reflect(width, pad)[None, :], phased)
-
-
-def _instance_norm(x: tf.Tensor, scale: tf.Variable, offset: tf.Variable, relu: bool, groups: int = 1,
-                   statistics: tuple[tf.Tensor, tf.Tensor] | None = None) -> tf.Tensor:
-    """Normalizes each image's channels over H, W (and the `groups` channel groups), scales, offsets, ReLU.
-
-    In float32 this is one fused batch-norm kernel (ReLU fused) over the batch
-    folded into the channels, [1, H, W * groups, N * C]; the transposes are free
-    when N is 1. Other dtypes take the statistics in float32.
-
-    Args:
-        statistics: (mean, variance), float32 [C] each: normalize with these instead of
-            each image's own (tiling shares one set across all tiles of an image).
-    """
-    if statistics is not None:
-        mean, variance = (tf.tile(tf.cast(value, tf.float32), [groups]) for value in statistics)
-        multiplier = tf.tile(scale, [groups]) * tf.math.rsqrt(variance + _EPSILON)
-        normalized = tf.cast(x, tf.float32) * multiplier + (tf.tile(offset, [groups]) - mean * multiplier)
-        return tf.cast(tf.nn.relu(normalized) if relu else normalized, x.dtype)
-    shape = tf.shape(x)
-    batch, height, width, channels = shape[0], shape[1], shape[2] * groups, x.shape[-1] // groups
-    x = tf.reshape(x, [batch, height, width, channels])
-    if x.dtype == tf.float32:
-        folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, height, width, batch * channels])
-        x, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            folded, tf.tile(scale, [batch]), tf.tile(offset, [batch]), epsilon=_EPSILON, is_training=True)
-        x = tf.nn.relu(x) if relu else x
-        return tf.reshape(tf.transpose(tf.reshape(x, [height, width, batch, channels]), [2, 0, 1, 3]), shape)
-    mean, variance = tf.nn.moments(tf.cast(x, tf.float32), axes=[1, 2], keepdims=True)
-    x = tf.cast((tf.cast(x, tf.float32) - mean) * tf.math.rsqrt(variance + _EPSILON) * scale + offset, x.dtype)
-    return tf.reshape(tf.nn.relu(x) if relu else x, shape)
+    valid = (None, None) if valid is None else (valid[0], valid[1])
+    return _gather_pixels(x, _reflect(height, pad, valid[0])[:, None], _reflect(width, pad, valid[1])[None, :], phased)
 
 
 def _block_taps(block: int, kernel_size: int) -> np.ndarray:
@@ -141,23 +126,24 @@ class _Conv(tf.Module):
             self.offset = tf.Variable(tf.zeros([channels_out]), name="offset")
         self.kernel_size, self.stride, self.normalize, self.relu = kernel_size, stride, normalize, relu
 
-    def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        x = _reflect_pad(x, self.kernel_size // 2)
-        return self.finish(self.convolve(x, self.kernel, strides=self.stride))
+    def __call__(self, x: tf.Tensor, region=None) -> tf.Tensor:
+        """Stride 1 only when given `region`, the valid size of `x` (and of the output)."""
+        x = _reflect_pad(x, self.kernel_size // 2, valid=region)
+        return self.finish(self.convolve(x, self.kernel, strides=self.stride), region=region)
 
     def convolve(self, x: tf.Tensor, kernel: tf.Tensor, strides: int = 1, bias_copies: int = 1) -> tf.Tensor:
         """VALID conv of `x` with `kernel` (a form of ``self.kernel``) plus the bias, tiled `bias_copies` times."""
         x = tf.nn.conv2d(x, tf.cast(kernel, x.dtype), strides=strides, padding="VALID")
         return tf.nn.bias_add(x, tf.cast(tf.tile(self.bias, [bias_copies]), x.dtype))
 
-    def finish(self, x: tf.Tensor, groups: int = 1, statistics=None) -> tf.Tensor:
+    def finish(self, x: tf.Tensor, groups: int = 1, statistics=None, region=None) -> tf.Tensor:
         """Instance norm and ReLU, as configured, of the conv output (`groups` phases of it; see
-        `_instance_norm` for `statistics`)."""
+        `instance_norm` for `statistics` and `region`)."""
         if self.normalize:
-            return _instance_norm(x, self.scale, self.offset, self.relu, groups, statistics)
+            return instance_norm(x, self.scale, self.offset, self.relu, groups, statistics, region)
         return tf.nn.relu(x) if self.relu else x
 
-    def blocked(self, x: tf.Tensor, phased: bool = False, block: int = 4) -> tf.Tensor:
+    def blocked(self, x: tf.Tensor, phased: bool = False, block: int = 4, valid=None) -> tf.Tensor:
         """The same stride-1 layer computed on `block` x `block` pixel blocks of `x` (see `_gather_pixels`).
 
         One gather pads and packs each block's pixels into the channels, a
@@ -169,8 +155,9 @@ class _Conv(tf.Module):
         pad, size = self.kernel_size // 2, self.kernel_size
         channels_in, channels_out = self.kernel.shape[2], self.kernel.shape[3]
         height, width = _image_size(x, phased)
-        rows = tf.reshape(_reflect(height, pad), [-1, 1, block, 1])
-        columns = tf.reshape(_reflect(width, pad), [1, -1, 1, block])
+        valid = (None, None) if valid is None else (valid[0], valid[1])
+        rows = tf.reshape(_reflect(height, pad, valid[0]), [-1, 1, block, 1])
+        columns = tf.reshape(_reflect(width, pad, valid[1]), [1, -1, 1, block])
         x = _gather_pixels(x, rows, columns, phased)  # [N, (H + 2 pad) / b, (W + 2 pad) / b, b, b, C]
         x = tf.reshape(x, tf.concat([tf.shape(x)[:3], [block * block * channels_in]], 0))
         taps = _block_taps(block, size)
@@ -190,8 +177,8 @@ class _Residual(tf.Module):
         self.first = _Conv(channels, channels, 3)
         self.second = _Conv(channels, channels, 3, relu=False)
 
-    def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        return x + self.second(self.first(x))
+    def __call__(self, x: tf.Tensor, region=None) -> tf.Tensor:
+        return x + self.second(self.first(x, region), region)
 
 
 class _Upsample(tf.Module):
@@ -207,15 +194,13 @@ class _Upsample(tf.Module):
         super().__init__(name=name)
         self.conv = _Conv(channels_in, channels_out, 3)
 
-    def __call__(self, x: tf.Tensor, phased: bool = False) -> tf.Tensor:
-        return self.conv.finish(self.convolve(x, phased), groups=4)
-
-    def convolve(self, x: tf.Tensor, phased: bool = False) -> tf.Tensor:
-        """The phased convolution output before instance norm: [N, H, W, 4C]."""
+    def convolve(self, x: tf.Tensor, phased: bool = False, valid=None) -> tf.Tensor:
+        """The phased convolution output before instance norm: [N, H, W, 4C] (`valid`: of the input image)."""
         channels_in, channels_out = self.conv.kernel.shape[2], self.conv.kernel.shape[3]
         height, width = _image_size(x, phased)
-        rows = tf.clip_by_value(tf.range(-1, height + 1), 0, height - 1)
-        columns = tf.clip_by_value(tf.range(-1, width + 1), 0, width - 1)
+        last_row, last_column = (height - 1, width - 1) if valid is None else (valid[0] - 1, valid[1] - 1)
+        rows = tf.clip_by_value(tf.range(-1, height + 1), 0, last_row)
+        columns = tf.clip_by_value(tf.range(-1, width + 1), 0, last_column)
         x = _gather_pixels(x, rows[:, None], columns[None, :], phased)
         kernel = tf.einsum("iak,jbl,klco->abcijo", _UPSAMPLE_TAPS, _UPSAMPLE_TAPS, self.conv.kernel)
         kernel = tf.reshape(kernel, [3, 3, channels_in, 4 * channels_out])
@@ -243,56 +228,70 @@ class TransformerNet(tf.Module):
         self.decoder = [_Upsample(c3, c2), _Upsample(c2, c1)]
         self.output_conv = _Conv(c1, 3, 9, normalize=False, relu=False)
 
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+    def __call__(self, images: tf.Tensor, valid_size: tf.Tensor | None = None) -> tf.Tensor:
         """Stylizes a batch.
 
         Args:
             images: float32 [N, H, W, 3], RGB in [0, 255], any N, H, W >= 1.
+            valid_size: int32 [2], (height, width) of the real image at the top left of
+                `images` when the rest is padding (a serving size bucket): instance norms
+                then take their statistics from that region only, as if run at its size.
 
         Returns:
             float32 [N, H, W, 3], RGB in [0, 255].
         """
         images = tf.convert_to_tensor(images, tf.float32)
         height, width = tf.shape(images)[1], tf.shape(images)[2]
-        stylized = self.decode(self.transform(self.encode(self.prepare(images))))
+        region = None if valid_size is None else tf.maximum(MIN_SIDE, (valid_size + 3) // 4 * 4)
+        encoded = self.encode(self.prepare(images, valid_size), region=region)
+        stylized = self.decode(self.transform(encoded, region=region), region=region)
         return stylized[:, :height, :width, :]
 
     # The stages below let `impasto.model.tiling` run the network piecewise with
     # instance-norm statistics shared by all tiles. Each of `encode` and `decode`
     # takes `statistics`, (mean, variance) for its first len(statistics) instance
     # norms (the rest use each image's own), and `stop`: return that layer's
-    # convolution output before its instance norm instead of going on.
+    # convolution output before its instance norm instead of going on. `region`
+    # is `__call__`'s valid size, rounded up to a multiple of 4.
 
-    def prepare(self, images: tf.Tensor) -> tf.Tensor:
-        """[N, H, W, 3] in [0, 255] -> edge-padded to multiples of 4 (>= MIN_SIDE), in [-1, 1], compute dtype."""
+    def prepare(self, images: tf.Tensor, valid_size=None) -> tf.Tensor:
+        """[N, H, W, 3] in [0, 255] -> edge-padded to multiples of 4 (>= MIN_SIDE), in [-1, 1], compute dtype.
+
+        With `valid_size`, everything beyond it is replaced by the edge padding too."""
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         padded_height = tf.maximum(MIN_SIDE, (height + 3) // 4 * 4)
         padded_width = tf.maximum(MIN_SIDE, (width + 3) // 4 * 4)
-        return tf.cast(_edge_pad(images, padded_height, padded_width) / 127.5 - 1.0, self.compute_dtype)
+        padded = _edge_pad(images, padded_height, padded_width, valid_size)
+        return tf.cast(padded / 127.5 - 1.0, self.compute_dtype)
 
-    def encode(self, x: tf.Tensor, statistics=(), stop: int | None = None) -> tf.Tensor:
+    def encode(self, x: tf.Tensor, statistics=(), stop: int | None = None, region=None) -> tf.Tensor:
         """Prepared [N, H, W, 3] -> [N, H/4, W/4, C3] after the encoder's third conv, norm and ReLU."""
         for index, layer in enumerate(self.encoder):
-            x = layer.convolve(_reflect_pad(x, layer.kernel_size // 2), layer.kernel, strides=layer.stride)
+            padded = _reflect_pad(x, layer.kernel_size // 2, valid=scaled_region(region, max(1, 2 ** (index - 1))))
+            x = layer.convolve(padded, layer.kernel, strides=layer.stride)
             if index == stop:
                 return x
-            x = layer.finish(x, statistics=statistics[index] if index < len(statistics) else None)
+            x = layer.finish(x, statistics=statistics[index] if index < len(statistics) else None,
+                             region=scaled_region(region, 2 ** index))
         return x
 
-    def transform(self, x: tf.Tensor) -> tf.Tensor:
+    def transform(self, x: tf.Tensor, region=None) -> tf.Tensor:
         """The residual blocks, [N, H/4, W/4, C3] -> the same shape."""
         for block in self.residuals:
-            x = block(x)
+            x = block(x, scaled_region(region, 4))
         return x
 
-    def decode(self, x: tf.Tensor, statistics=(), stop: int | None = None) -> tf.Tensor:
+    def decode(self, x: tf.Tensor, statistics=(), stop: int | None = None, region=None) -> tf.Tensor:
         """[N, H/4, W/4, C3] -> float32 [N, H, W, 3] in [0, 255] (`stop` 0 or 1: phased upsampling output)."""
         for index, layer in enumerate(self.decoder):
-            x = layer.convolve(x, phased=index > 0)
+            x = layer.convolve(x, phased=index > 0, valid=scaled_region(region, 4 // 2 ** index))
             if index == stop:
                 return x
-            x = layer.conv.finish(x, groups=4, statistics=statistics[index] if index < len(statistics) else None)
-        return 255.0 * tf.sigmoid(tf.cast(self.output_conv.blocked(x, phased=True), tf.float32))
+            # The phased output of upsampling stage `index` is a grid at 1/4, then 1/2, of the full size.
+            x = layer.conv.finish(x, groups=4, statistics=statistics[index] if index < len(statistics) else None,
+                                  region=scaled_region(region, 4 // 2 ** index))
+        output = self.output_conv.blocked(x, phased=True, valid=region)
+        return 255.0 * tf.sigmoid(tf.cast(output, tf.float32))
 
     def weights_dict(self) -> dict[str, np.ndarray]:
         """Every variable's value by its path in the module tree (for compact bundling)."""

@@ -1,0 +1,76 @@
+"""Instance normalisation as the transformer network needs it: per image, shared, or over a region.
+
+Three ways to get the statistics (each channel's mean and variance):
+
+- each image's own, over all of H and W (training, and stylizing one image whole);
+- given from outside, the same for every tile of an image (`impasto.model.tiling`);
+- each image's own over a valid region at its top left, when the rest is padding
+  (the exported signatures pad images up to a size bucket).
+"""
+
+import tensorflow as tf
+
+EPSILON = 1e-5
+
+
+def scaled_region(region: tf.Tensor | None, factor: int) -> tf.Tensor | None:
+    """A full-resolution (height, width) region, int32 [2], on a grid `factor` times smaller (rounded up)."""
+    return None if region is None else (region + factor - 1) // factor
+
+
+def instance_norm(x: tf.Tensor, scale: tf.Variable, offset: tf.Variable, relu: bool, groups: int = 1,
+                  statistics: tuple[tf.Tensor, tf.Tensor] | None = None, region: tf.Tensor | None = None) -> tf.Tensor:
+    """Normalizes each image's channels over H, W (and the `groups` channel groups), scales, offsets, ReLU.
+
+    In float32 this is one fused batch-norm kernel (ReLU fused) over the batch
+    folded into the channels, [1, H, W * groups, N * C]; the transposes are free
+    when N is 1. Other dtypes take the statistics in float32.
+
+    Args:
+        x: [N, H, W, groups * C] convolution output.
+        scale, offset: float32 [C].
+        relu: apply ReLU after.
+        groups: channel groups that share statistics (phases of a phased tensor).
+        statistics: (mean, variance), float32 [C] each: normalize with these instead of
+            each image's own (tiling shares one set across all tiles of an image).
+        region: int32 [2], (rows, columns) of `x` at its top left to take each image's
+            statistics from (the rest is padding, and is normalized alike but meaningless).
+    """
+    if region is not None:
+        return _instance_norm_over_region(x, scale, offset, relu, groups, region)
+    if statistics is not None:
+        mean, variance = (tf.tile(tf.cast(value, tf.float32), [groups]) for value in statistics)
+        multiplier = tf.tile(scale, [groups]) * tf.math.rsqrt(variance + EPSILON)
+        normalized = tf.cast(x, tf.float32) * multiplier + (tf.tile(offset, [groups]) - mean * multiplier)
+        return tf.cast(tf.nn.relu(normalized) if relu else normalized, x.dtype)
+    shape = tf.shape(x)
+    batch, height, width, channels = shape[0], shape[1], shape[2] * groups, x.shape[-1] // groups
+    x = tf.reshape(x, [batch, height, width, channels])
+    if x.dtype == tf.float32:
+        folded = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, height, width, batch * channels])
+        x, _, _ = tf.compat.v1.nn.fused_batch_norm(
+            folded, tf.tile(scale, [batch]), tf.tile(offset, [batch]), epsilon=EPSILON, is_training=True)
+        x = tf.nn.relu(x) if relu else x
+        return tf.reshape(tf.transpose(tf.reshape(x, [height, width, batch, channels]), [2, 0, 1, 3]), shape)
+    mean, variance = tf.nn.moments(tf.cast(x, tf.float32), axes=[1, 2], keepdims=True)
+    x = tf.cast((tf.cast(x, tf.float32) - mean) * tf.math.rsqrt(variance + EPSILON) * scale + offset, x.dtype)
+    return tf.reshape(tf.nn.relu(x) if relu else x, shape)
+
+
+def _instance_norm_over_region(x: tf.Tensor, scale, offset, relu: bool, groups: int, region: tf.Tensor) -> tf.Tensor:
+    """`instance_norm` with each image's statistics taken over ``x[:, :rows, :columns]``.
+
+    A mask rather than a slice, so that XLA (static shapes) compiles it.
+    """
+    shape = tf.shape(x)
+    channels = x.shape[-1] // groups
+    values = tf.reshape(tf.cast(x, tf.float32), [shape[0], shape[1], shape[2], groups, channels])
+    rows = tf.range(shape[1]) < region[0]
+    columns = tf.range(shape[2]) < region[1]
+    mask = tf.cast(rows[:, None] & columns[None, :], tf.float32)[None, :, :, None, None]
+    count = tf.cast(region[0] * region[1] * groups, tf.float32)
+    mean = tf.reduce_sum(values * mask, axis=[1, 2, 3], keepdims=True) / count
+    variance = tf.reduce_sum(tf.square(values - mean) * mask, axis=[1, 2, 3], keepdims=True) / count
+    normalized = (values - mean) * (scale * tf.math.rsqrt(variance + EPSILON)) + offset
+    normalized = tf.nn.relu(normalized) if relu else normalized
+    return tf.cast(tf.reshape(normalized, shape), x.dtype)
