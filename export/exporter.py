@@ -85,7 +85,7 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
     module = StylizeModule(network, config)
     try:
         with atomic_directory(final) as tmp_dir:
-            tf.saved_model.save(module, str(tmp_dir), signatures=module.signatures())
+            tf.saved_model.save(module.saved_root(), str(tmp_dir), signatures=module.signatures())
             extra = tmp_dir / keys.ASSETS_EXTRA
             write_warmup_file(extra / keys.WARMUP_FILE, config.buckets, name)
             description = describe(metadata, name, version, config, source)

@@ -197,6 +197,24 @@ def encode_png(image: tf.Tensor) -> tf.Tensor:
     return tf.io.encode_png(tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8))
 
 
+class _NetworkFunctions:
+    """The network as the signatures call it: plain, XLA-compiled and tiled `tf.function`s.
+
+    A plain object, not tracked by `tf.Module`, so the SavedModel holds these only
+    where the signatures call them, not a second time as restorable attributes: every
+    function in the file is rebuilt as a Python graph when `tf.saved_model.load` reads
+    it, which costs the server memory (about 70 MB per copy of the network here).
+    """
+
+    def __init__(self, network: TransformerNet, config: "ServingConfig"):
+        spec = [tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([2], tf.int32)]
+        self.plain = tf.function(network.__call__, input_signature=spec)
+        self.xla = tf.function(network.__call__, input_signature=spec, jit_compile=True) if config.jit_compile \
+            else self.plain
+        self.tiled = tf.function(lambda image: tiled_stylize(network, image, config.tile_size),
+                                 input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+
+
 class StylizeModule(tf.Module):
     """The exported module: four serving signatures around one network.
 
@@ -210,10 +228,16 @@ class StylizeModule(tf.Module):
         self.network = network
         self.config = config
         self._bucket_sides = tf.constant(config.bucket_sides, tf.int32)
-        spec = [tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([2], tf.int32)]
-        self._forward_plain = tf.function(network.__call__, input_signature=spec)
-        self._forward_xla = (tf.function(network.__call__, input_signature=spec, jit_compile=True)
-                             if config.jit_compile else self._forward_plain)
+        self._networks = _NetworkFunctions(network, config)
+
+    def saved_root(self) -> tf.Module:
+        """What `tf.saved_model.save` should save with `signatures()`: the network's variables and
+        ``size_buckets``. Saving the module itself would also store every signature method a second
+        time, traced anew with its own copy of the network, which the server pays for in memory."""
+        root = tf.Module(name="impasto_stylize")
+        root.network = self.network
+        root.size_buckets = self.size_buckets
+        return root
 
     def signatures(self) -> dict:
         """Signature name -> concrete function, for `tf.saved_model.save(..., signatures=...)`."""
@@ -227,12 +251,12 @@ class StylizeModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES)])
     def serving_default(self, image_bytes: tf.Tensor) -> dict:
         """tf.string [N] encoded images -> {STYLIZED_IMAGE_BYTES: tf.string [N] PNG}."""
-        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._forward_xla)}
+        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._networks.xla)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES)])
     def serving_noxla(self, image_bytes: tf.Tensor) -> dict:
         """`serving_default` with the network run without XLA."""
-        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._forward_plain)}
+        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._networks.plain)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=keys.IMAGES)])
     def stylize_tensor(self, images: tf.Tensor) -> dict:
@@ -241,7 +265,7 @@ class StylizeModule(tf.Module):
         check = tf.debugging.assert_positive(shape[1:3], message=f"{keys.IMAGES}: height and width must be at least 1")
         with tf.control_dependencies([check]):
             images = tf.identity(images)
-        return {keys.STYLIZED_IMAGES: self._stylize_pixels(images, self._forward_xla)}
+        return {keys.STYLIZED_IMAGES: self._stylize_pixels(images, self._networks.xla)}
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES),
@@ -260,7 +284,7 @@ class StylizeModule(tf.Module):
         ]
         with tf.control_dependencies(checks):
             image_bytes = tf.identity(image_bytes)
-        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._forward_xla,
+        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._networks.xla,
                                                                   controls=(strength, preserve_color))}
 
     @tf.function(input_signature=[])
@@ -294,7 +318,7 @@ class StylizeModule(tf.Module):
     def _stylize_tiled(self, images: tf.Tensor) -> tf.Tensor:
         """float32 [N, H, W, 3] -> the same, each image tile by tile at its own size (not XLA-compiled)."""
         def one(image: tf.Tensor) -> tf.Tensor:
-            return tiled_stylize(self.network, image[None], self.config.tile_size)[0]
+            return self._networks.tiled(image[None])[0]
 
         stylized = tf.map_fn(one, images, parallel_iterations=1)
         return tf.clip_by_value(stylized, 0.0, 255.0)

@@ -5,8 +5,8 @@ plus a halo of `halo` pixels on each side, clipped to the image. A computation
 whose reach (receptive field radius) is at most the halo gives, inside the core,
 exactly what it gives on the whole image, provided tile offsets respect its
 strides (cores and halos here are multiples of the largest stride).
-Graph-friendly: every loop is a `tf.range` loop that autograph turns into a
-`tf.while_loop`.
+Every loop is an explicit `tf.while_loop` (one tile at a time), so the code runs
+the same eagerly, in any `tf.function` (autograph or not) and in a SavedModel.
 """
 
 import tensorflow as tf
@@ -62,14 +62,20 @@ def assemble_tiles(source: tf.Tensor, core: int, halo: int, layer_output, scale:
         [1, H * s, W * s, C'].
     """
     rows, columns = tile_count(tf.shape(source)[1], core), tile_count(tf.shape(source)[2], core)
-    strips = tf.TensorArray(dtype, size=rows, infer_shape=False, element_shape=[None, None, channels])
-    for row in tf.range(rows):
-        tf.autograph.experimental.set_loop_options(parallel_iterations=1)
-        pieces = tf.TensorArray(dtype, size=columns, infer_shape=False, element_shape=[None, None, channels])
-        for column in tf.range(columns):
-            tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+
+    def pieces_array(size) -> tf.TensorArray:
+        return tf.TensorArray(dtype, size=size, infer_shape=False, element_shape=[None, None, channels])
+
+    def strip(row: tf.Tensor) -> tf.Tensor:
+        def next_piece(column, pieces):
             tile, offset, size = read_tile(source, row, column, core, halo)
             piece = core_of(layer_output(tile), offset, size, scale)[0]
-            pieces = pieces.write(column, tf.transpose(piece, [1, 0, 2]))  # Concatenated along axis 0.
-        strips = strips.write(row, tf.transpose(pieces.concat(), [1, 0, 2]))
+            return column + 1, pieces.write(column, tf.transpose(piece, [1, 0, 2]))  # Concatenated along axis 0.
+
+        _, pieces = tf.while_loop(lambda column, _: column < columns, next_piece, (tf.constant(0), pieces_array(columns)),
+                                  parallel_iterations=1)
+        return tf.transpose(pieces.concat(), [1, 0, 2])
+
+    _, strips = tf.while_loop(lambda row, _: row < rows, lambda row, strips: (row + 1, strips.write(row, strip(row))),
+                              (tf.constant(0), pieces_array(rows)), parallel_iterations=1)
     return strips.concat()[None]

@@ -24,8 +24,9 @@ more than once). Memory is bounded by the tile size for everything at full and h
 resolution; the quarter-resolution tensors (C3 / 16 floats per input pixel) and the
 input and output images themselves remain proportional to the image.
 
-Every loop here is a `tf.while_loop` over tiles, so the same code runs eagerly, in a
-`tf.function` and inside the exported SavedModel (not XLA-compiled: shapes vary).
+Every loop here is an explicit `tf.while_loop` over tiles, so the same code runs
+eagerly, in any `tf.function` and inside the exported SavedModel (not XLA-compiled:
+shapes vary).
 """
 
 import math
@@ -147,15 +148,16 @@ def _moments_over_tiles(source: tf.Tensor, core: int, halo: int, layer_output, s
         mean = tf.reduce_mean(values, axis=0)
         return tf.cast(tf.shape(values)[0], tf.float64), mean, tf.reduce_sum(tf.square(values - mean), axis=0)
 
-    count, mean, m2 = tile_moments(tf.constant(0))
-    for index in tf.range(1, rows * columns):
-        tf.autograph.experimental.set_loop_options(parallel_iterations=1)
+    def combine(index, count, mean, m2):
         tile_pixels, tile_mean, tile_m2 = tile_moments(index)
         total = count + tile_pixels
         delta = tile_mean - mean
-        mean = mean + delta * tile_pixels / total
-        m2 = m2 + tile_m2 + tf.square(delta) * count * tile_pixels / total
-        count = total
+        return (index + 1, total, mean + delta * tile_pixels / total,
+                m2 + tile_m2 + tf.square(delta) * count * tile_pixels / total)
+
+    first = tile_moments(tf.constant(0))  # Shapes the loop variables.
+    _, count, mean, m2 = tf.while_loop(lambda index, *_: index < rows * columns, combine, (tf.constant(1), *first),
+                                       parallel_iterations=1)
     return tf.cast(mean, tf.float32), tf.cast(m2 / count, tf.float32)
 
 
