@@ -59,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] not in SUBCOMMANDS:
         parser.error(f"unknown command {argv[0]!r}; choose one of {', '.join(SUBCOMMANDS)}")
+    if argv[0] == "serve":  # Before TensorFlow (or anything) starts a thread; see impasto.serving.memory.
+        from impasto.serving.memory import tune_malloc
+
+        tune_malloc()
     _import_tensorflow_quietly()
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     try:

@@ -11,14 +11,20 @@ status that matches the gRPC code (400 bad input, 404 not found, ...).
 
 Request bodies over the size limit are answered 413 without being kept; a
 :predict beyond the concurrency limit is answered 429; a connection idle for
-`IDLE_TIMEOUT_SECONDS` is closed. With an `ssl.SSLContext` the port speaks
-HTTPS only, verifying client certificates as the context says.
+`IDLE_TIMEOUT_SECONDS` is closed. A client that closes its connection (or shuts
+down its sending side) while its :predict waits for a batch is noticed within
+`batching.CANCEL_POLL_SECONDS`: its request leaves the queue unrun and is
+counted CANCELLED (HTTP 499), as a cancelled gRPC call is. With an
+`ssl.SSLContext` the port speaks HTTPS only, verifying client certificates as
+the context says.
 """
 
 import http.server
 import json
 import logging
 import re
+import select
+import socket
 import ssl
 import threading
 
@@ -35,6 +41,34 @@ _ROUTE = re.compile(r"^/v1/models/(?P<model>[^/:]+)(?:/versions/(?P<version>\d+)
                     r"(?P<action>:predict|:classify|:regress|/metadata)?$")
 IDLE_TIMEOUT_SECONDS = 60.0
 """A connection that sends nothing for this long is closed (slow or stalled clients cannot hold a thread)."""
+_HANG_UP = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR
+"""poll() events of a peer that closed or shut down its side (POLLRDHUP: Linux; elsewhere only a full hang-up)."""
+
+
+class ClientGone(threading.Event):
+    """The `cancelled` event of one REST request: it sets itself when the client hangs up.
+
+    Each connection carries one request (HTTP/1.0), so once its body is read the client
+    has nothing more to send: a FIN or a reset on the socket means no one waits for the
+    answer. The batcher and the predictor only ever call `is_set()`, which looks at the
+    socket (without reading from it) each time it is asked, so no thread watches it.
+
+    Args:
+        connection: the request's socket (plain or TLS; only its file descriptor is polled).
+    """
+
+    def __init__(self, connection: socket.socket):
+        super().__init__()
+        self._fd = connection.fileno()
+
+    def is_set(self) -> bool:
+        """True once the client has closed its side of the connection."""
+        if not super().is_set():
+            poller = select.poll()  # One per call: a poll object must not be polled from two threads at once.
+            poller.register(self._fd, _HANG_UP)
+            if poller.poll(0):
+                self.set()
+        return super().is_set()
 
 
 class RestServer(http.server.ThreadingHTTPServer):
@@ -140,7 +174,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             values, row_format, signature = parse_predict_body(body)
             target = Target(target.model, target.version, target.label, signature)
             prediction = self.server.predictor.predict(
-                target, lambda specs: decode_json_inputs(values, specs, row_format))
+                target, lambda specs: decode_json_inputs(values, specs, row_format),
+                cancelled=ClientGone(self.connection))
         finally:
             if slots is not None:
                 slots.release()

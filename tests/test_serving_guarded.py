@@ -1,6 +1,6 @@
 """Faults and security on one real `impasto serve`: mutual TLS on both ports (plain --ssl_*_file flags),
-loopback only, paths that try to leave the model root, cancelled calls, a burst beyond the queue, and version
-directories that are symlinked out or deleted while serving.
+loopback only, paths that try to leave the model root, cancelled gRPC calls and REST clients that hang up, a
+burst beyond the queue, and version directories that are symlinked out or deleted while serving.
 
 Batches wait up to 1 s (so requests are in flight long enough to cancel or to delete their version) and at
 most one batch may queue. The tests run in file order and share the server.
@@ -11,6 +11,7 @@ import concurrent.futures
 import json
 import re
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -177,6 +178,24 @@ def test_a_cancelled_call_leaves_its_batch_unrun_and_nothing_in_flight(guarded, 
     assert _metric(guarded, batches) == before  # Its batch never ran.
     assert _metric(guarded, ":impasto:serving:requests_in_flight") == 0
     assert _metric(guarded, r'request_count\{model_name="tiny",model_version="1",status="CANCELLED"\}') == 1
+
+
+def test_a_rest_client_that_hangs_up_leaves_its_batch_unrun_and_nothing_in_flight(guarded, small_images):
+    batches = r'processed_batch_size_count\{model_name="tiny",model_version="1"\}'
+    cancelled = r'request_count\{model_name="tiny",model_version="1",status="CANCELLED"\}'
+    before, cancelled_before = _metric(guarded, batches), _metric(guarded, cancelled)
+    body = json.dumps({"instances": [{"b64": base64.b64encode(small_images["koala.png"]).decode()}]}).encode()
+    context = ssl.create_default_context(cafile=str(guarded.certs / "ca.pem"))
+    context.load_cert_chain(guarded.certs / "client.pem", guarded.certs / "client.key")
+    with context.wrap_socket(socket.create_connection(("127.0.0.1", guarded.rest_port)),
+                             server_hostname="localhost") as connection:
+        connection.sendall(b"POST /v1/models/tiny:predict HTTP/1.0\r\nContent-Type: application/json\r\n"
+                           b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        time.sleep(0.3)  # The request now waits for its batch, which closes after 1 s.
+    time.sleep(1.5)  # The client has hung up without reading its answer.
+    assert _metric(guarded, batches) == before  # Its batch never ran.
+    assert _metric(guarded, ":impasto:serving:requests_in_flight") == 0
+    assert _metric(guarded, cancelled) == cancelled_before + 1
 
 
 def test_a_burst_larger_than_the_queue_is_answered_resource_exhausted_and_the_server_lives(guarded, small_images):

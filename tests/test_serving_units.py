@@ -1,6 +1,7 @@
 """In-process tests of the serving building blocks: batching, version policies, configs, metrics, tensors."""
 
 import base64
+import socket
 import threading
 import time
 
@@ -18,6 +19,7 @@ from impasto.serving.config import BatchingOptions
 from impasto.serving.errors import (CancelledError, DeadlineExceededError, RequestTooLargeError, ResourceExhaustedError,
                                     http_status)
 from impasto.serving.metrics import Metrics
+from impasto.serving.rest_server import ClientGone
 
 
 def _lengths(signature, inputs):
@@ -157,6 +159,16 @@ def test_batcher_drops_a_cancelled_request_and_runs_the_rest_of_its_batch_withou
     batcher.close()
     assert isinstance(results["gone"], CancelledError)
     assert results["kept!"]["length"].tolist() == [5] and sizes == [1]
+
+
+def test_client_gone_sets_itself_when_the_peer_hangs_up_not_when_it_sends_more():
+    server_side, client_side = socket.socketpair()
+    with server_side, client_side:
+        gone = ClientGone(server_side)
+        client_side.sendall(b"late bytes")  # Readable, but the client is still there.
+        assert not gone.is_set()
+        client_side.shutdown(socket.SHUT_WR)
+        assert gone.is_set() and gone.is_set()
 
 
 def test_version_dirs_are_integer_names_only(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT, load_test_image
+from impasto.model import image_io
 from impasto.training import data
 from impasto.training.config import TrainConfig, preset
 from impasto.training.trainer import Trainer, TrainingDiverged
@@ -169,6 +170,25 @@ def test_train_cli_runs_and_reports_json(tmp_path, photo_dir, data_dir, tiny_vgg
     assert finished.returncode == 0, finished.stderr[-3000:]
     summary = json.loads(finished.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 2 and summary["skipped_files"] == 0
+
+
+def test_train_cli_max_pixels_skips_and_counts_a_photo_above_the_limit(tmp_path, data_dir, tiny_vgg_file):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("chelsea.png", "coffee.png"):  # 128 x 85 = 10,880 pixels each.
+        (photos / name).write_bytes((data_dir / name).read_bytes())
+    big = image_io.resize_image(load_test_image("rocket.png"), 170, 256)  # 43,520 pixels.
+    (photos / "big.png").write_bytes(image_io.encode_image(big))
+    command = [IMPASTO, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photos),
+               "--out", str(tmp_path / "run"), "--preset", "tiny", "--steps", "2", "--validation-photos", "0",
+               "--vgg-weights", str(tiny_vgg_file), "--no-progress"]
+    finished = subprocess.run([*command, "--max-pixels", "20000"], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    summary = json.loads(finished.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 2 and summary["skipped_files"] == 1
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["train_config"]["max_pixels"] == 20000
+    refused = subprocess.run([*command, "--max-pixels", "0"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "--max-pixels must be at least 1" in refused.stderr
 
 
 def test_train_cli_refuses_a_folder_without_photos(tmp_path, data_dir):

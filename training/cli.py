@@ -11,7 +11,7 @@ from impasto.model.cli_errors import EXIT_FAILURE, EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.model.weights import load_vgg_weights
 from impasto.training import data
-from impasto.training.config import PRESETS, preset
+from impasto.training.config import PRESETS, TrainConfig, preset
 from impasto.training.trainer import Trainer, TrainingDiverged
 
 
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--style-weight", type=float)
     parser.add_argument("--tv-weight", type=float)
     parser.add_argument("--validation-photos", type=int, help="photos held out for the validation loss and images")
+    parser.add_argument("--max-pixels", type=int, help="skip (and count) photos whose header claims more pixels, "
+                                                       f"before decoding them (default {TrainConfig.max_pixels})")
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     parser.add_argument("--log-every", type=int, help="steps between TensorBoard scalar writes")
     parser.add_argument("--validate-every", type=int, help="steps between validation passes")
@@ -48,10 +50,11 @@ def run(argv: list[str]) -> int:
                     style_size=args.style_size, width=args.width, learning_rate=args.learning_rate,
                     validation_photos=args.validation_photos, mixed_precision=args.mixed_precision, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                    validate_every=args.validate_every)
+                    validate_every=args.validate_every, max_pixels=args.max_pixels)
     loss_overrides = {"content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight}
     config = replace(config, loss=replace(config.loss, **{k: v for k, v in loss_overrides.items() if v is not None}))
-    for name in ("steps", "batch_size", "image_size", "style_size", "checkpoint_every", "log_every", "validate_every"):
+    for name in ("steps", "batch_size", "image_size", "style_size", "checkpoint_every", "log_every", "validate_every",
+                 "max_pixels"):
         if getattr(config, name) < 1:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be at least 1")
     style_image = image_io.load_image(args.style)

@@ -20,6 +20,8 @@ class TrainConfig:
         pooling: VGG pooling for the loss network.
         mixed_precision: run the networks in float16 (GPU) with dynamic loss scaling.
         validation_photos: photos held out from training for the validation loss and images.
+        max_pixels: photos whose header claims more pixels are skipped (and counted) before decoding,
+            so a decompression bomb in the data folder cannot exhaust memory.
         log_every: steps between TensorBoard scalar writes.
         checkpoint_every: steps between checkpoints.
         validate_every: steps between validation passes (loss and images).
@@ -36,6 +38,7 @@ class TrainConfig:
     pooling: str = "max"
     mixed_precision: bool = False
     validation_photos: int = 8
+    max_pixels: int = 40_000_000
     log_every: int = 50
     checkpoint_every: int = 500
     validate_every: int = 500

@@ -3,9 +3,11 @@
 Any folder of photos works (COCO train2014 is what the papers use): it is read
 recursively for .jpg/.jpeg/.png/.webp/.gif/.bmp files, decoded by
 `impasto.model.image_io` (grey, 16-bit, CMYK, transparency and GIF's first frame
-are converted). Files that cannot be decoded are skipped and counted, never
-fatal, unless none of them can be: then the dataset fails with
-`InvalidInputError` instead of searching forever.
+are converted). Files that cannot be decoded, or whose header claims more than
+`TrainConfig.max_pixels` pixels (`impasto train --max-pixels`; a decompression
+bomb is refused before it is decoded), are skipped and counted, never fatal,
+unless none of them can be: then the dataset fails with `InvalidInputError`
+instead of searching forever.
 """
 
 import hashlib
@@ -18,9 +20,9 @@ import tensorflow as tf
 
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
+from impasto.training.config import TrainConfig
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
-_TRAINING_MAX_PIXELS = 40_000_000
 
 
 def list_photos(folder: str | os.PathLike) -> list[str]:
@@ -75,11 +77,11 @@ class SkippedFiles:
         return len(self.reasons)
 
 
-def _decoder(skipped: SkippedFiles, total: int):
+def _decoder(skipped: SkippedFiles, total: int, max_pixels: int):
     def decode(path_tensor: tf.Tensor):
         path = path_tensor.numpy().decode()
         try:
-            return image_io.load_image(path, max_pixels=_TRAINING_MAX_PIXELS), True
+            return image_io.load_image(path, max_pixels=max_pixels), True
         except InvalidInputError as error:
             skipped.add(path, str(error))
         skipped.raise_if_none_decoded(total)
@@ -122,14 +124,17 @@ def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     return tf.clip_by_value(tf.image.stateless_random_flip_left_right(image, seeds[2]), 0.0, 255.0)
 
 
-def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, skipped: SkippedFiles) -> tf.data.Dataset:
+def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, skipped: SkippedFiles,
+                     max_pixels: int = TrainConfig.max_pixels) -> tf.data.Dataset:
     """An endless, shuffled dataset of float32 [batch_size, size, size, 3] batches in [0, 255].
 
-    When every photo has failed to decode, iterating raises `tf.errors.InvalidArgumentError`
-    carrying the `InvalidInputError` message (`skipped.raise_if_none_decoded` raises it again as itself).
+    Photos that cannot be decoded, or whose header claims more than `max_pixels` pixels, are
+    skipped and recorded in `skipped`. When every photo has failed to decode, iterating raises
+    `tf.errors.InvalidArgumentError` carrying the `InvalidInputError` message
+    (`skipped.raise_if_none_decoded` raises it again as itself).
     """
     paths = tf.data.Dataset.from_tensor_slices(photos).shuffle(len(photos), seed=seed, reshuffle_each_iteration=True)
-    decoder = _decoder(skipped, len(set(photos)))
+    decoder = _decoder(skipped, len(set(photos)), max_pixels)
     images = paths.repeat().map(decoder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     images = images.filter(_decoded_ok).map(_drop_flag)
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
@@ -140,12 +145,13 @@ def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, s
     return crops.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def validation_batch(photos: list[str], size: int) -> np.ndarray:
-    """Centre crops of the validation photos: float32 [N, size, size, 3] (unreadable ones left out)."""
+def validation_batch(photos: list[str], size: int, max_pixels: int = TrainConfig.max_pixels) -> np.ndarray:
+    """Centre crops of the validation photos: float32 [N, size, size, 3] (unreadable ones, and those over
+    `max_pixels`, left out)."""
     crops = []
     for path in photos:
         try:
-            image = image_io.load_image(path, max_pixels=_TRAINING_MAX_PIXELS)
+            image = image_io.load_image(path, max_pixels=max_pixels)
         except InvalidInputError:
             continue
         height, width = image.shape[:2]

@@ -187,11 +187,12 @@ class Trainer:
         start_step = self.restore()
         self._write_metadata()
         skipped = data.SkippedFiles()
-        dataset = data.training_dataset(photos, config.image_size, config.batch_size, config.seed + start_step, skipped)
+        dataset = data.training_dataset(photos, config.image_size, config.batch_size, config.seed + start_step, skipped,
+                                        config.max_pixels)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
-        validation_images = data.validation_batch(list(validation), config.image_size)
+        validation_images = data.validation_batch(list(validation), config.image_size, config.max_pixels)
         writer = tf.summary.create_file_writer(str(self.run_dir / "logs")) if self.is_chief else tf.summary.create_noop_writer()
         bar = tqdm(total=config.steps, initial=start_step, unit="step", disable=not show_progress, dynamic_ncols=True)
         losses, validation_loss, started = {}, None, time.perf_counter()
