@@ -18,9 +18,6 @@ images of one batch may all differ in size):
     bucket -> network (told the image's real size, so the padding changes nothing) ->
     crop -> [luminance transfer, blend] -> PNG
 
-Padding is for XLA, which compiles one program per shape; without XLA (``serving_noxla``,
-or an export made with jit_compile off) the network runs at the image's own size.
-
 Images larger than the largest bucket (a side over max_side) or with more than
 tile_pixels pixels run tile by tile instead, at their own size, with instance-norm
 statistics shared by all tiles (`impasto.model.tiling`): no seams, and the same
@@ -210,12 +207,10 @@ class _NetworkFunctions:
     """
 
     def __init__(self, network: TransformerNet, config: "ServingConfig"):
-        images = tf.TensorSpec([None, None, None, 3], tf.float32)
-        # Any size, not compiled: no padding needed.
-        self.plain = tf.function(network.__call__, input_signature=[images])
-        # Bucket-sized inputs and the real size inside them; None when the export has no XLA.
-        self.xla = tf.function(network.__call__, input_signature=[images, tf.TensorSpec([2], tf.int32)],
-                               jit_compile=True) if config.jit_compile else None
+        spec = [tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([2], tf.int32)]
+        self.plain = tf.function(network.__call__, input_signature=spec)
+        self.xla = tf.function(network.__call__, input_signature=spec, jit_compile=True) if config.jit_compile \
+            else self.plain
         self.tiled = tf.function(lambda image: tiled_stylize(network, image, config.tile_size),
                                  input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
 
@@ -256,12 +251,12 @@ class StylizeModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES)])
     def serving_default(self, image_bytes: tf.Tensor) -> dict:
         """tf.string [N] encoded images -> {STYLIZED_IMAGE_BYTES: tf.string [N] PNG}."""
-        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, compiled=True)}
+        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._networks.xla)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES)])
     def serving_noxla(self, image_bytes: tf.Tensor) -> dict:
         """`serving_default` with the network run without XLA."""
-        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, compiled=False)}
+        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._networks.plain)}
 
     @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=keys.IMAGES)])
     def stylize_tensor(self, images: tf.Tensor) -> dict:
@@ -270,7 +265,7 @@ class StylizeModule(tf.Module):
         check = tf.debugging.assert_positive(shape[1:3], message=f"{keys.IMAGES}: height and width must be at least 1")
         with tf.control_dependencies([check]):
             images = tf.identity(images)
-        return {keys.STYLIZED_IMAGES: self._stylize_pixels(images, compiled=True)}
+        return {keys.STYLIZED_IMAGES: self._stylize_pixels(images, self._networks.xla)}
 
     @tf.function(input_signature=[
         tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES),
@@ -289,7 +284,7 @@ class StylizeModule(tf.Module):
         ]
         with tf.control_dependencies(checks):
             image_bytes = tf.identity(image_bytes)
-        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, compiled=True,
+        return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._networks.xla,
                                                                   controls=(strength, preserve_color))}
 
     @tf.function(input_signature=[])
@@ -297,12 +292,12 @@ class StylizeModule(tf.Module):
         """int32 [K]: the bucket sides; every (height, width) pair of them is a bucket."""
         return self._bucket_sides
 
-    def _stylize_encoded(self, image_bytes: tf.Tensor, compiled: bool, controls=None) -> tf.Tensor:
+    def _stylize_encoded(self, image_bytes: tf.Tensor, forward, controls=None) -> tf.Tensor:
         """tf.string [N] -> tf.string [N] PNG, one image at a time (sizes may differ)."""
 
         def one(elements) -> tf.Tensor:
             content = decode(elements[0], self.config.max_pixels)[None]
-            stylized = self._stylize_pixels(content, compiled)
+            stylized = self._stylize_pixels(content, forward)
             if controls is not None:
                 stylized = tf.cond(elements[2], lambda: color.transfer_luminance(stylized, content), lambda: stylized)
                 stylized = color.blend(stylized, content, elements[1])
@@ -311,14 +306,14 @@ class StylizeModule(tf.Module):
         elements = (image_bytes,) if controls is None else (image_bytes, *controls)
         return tf.map_fn(one, elements, fn_output_signature=tf.TensorSpec([], tf.string), parallel_iterations=1)
 
-    def _stylize_pixels(self, images: tf.Tensor, compiled: bool) -> tf.Tensor:
+    def _stylize_pixels(self, images: tf.Tensor, forward) -> tf.Tensor:
         """float32 [N, H, W, 3] -> float32 [N, H, W, 3]: bucketed, or tiled if large (see the module doc)."""
         if self.config.tile_pixels is None:
-            return self._stylize_fitted(images, compiled)
+            return self._stylize_bucketed(images, forward)
         shape = tf.shape(images)
         large = tf.logical_or(tf.maximum(shape[1], shape[2]) > self.config.max_side,
                               shape[1] * shape[2] > self.config.tile_pixels)
-        return tf.cond(large, lambda: self._stylize_tiled(images), lambda: self._stylize_fitted(images, compiled))
+        return tf.cond(large, lambda: self._stylize_tiled(images), lambda: self._stylize_bucketed(images, forward))
 
     def _stylize_tiled(self, images: tf.Tensor) -> tf.Tensor:
         """float32 [N, H, W, 3] -> the same, each image tile by tile at its own size (not XLA-compiled)."""
@@ -328,12 +323,8 @@ class StylizeModule(tf.Module):
         stylized = tf.map_fn(one, images, parallel_iterations=1)
         return tf.clip_by_value(stylized, 0.0, 255.0)
 
-    def _stylize_fitted(self, images: tf.Tensor, compiled: bool) -> tf.Tensor:
-        """float32 [N, H, W, 3] -> float32 [N, H, W, 3]: fit to max_side, run, restore.
-
-        XLA-compiled (`compiled` and the export has XLA), the image is padded to its size
-        bucket and the result cropped; otherwise the network runs at the image's size.
-        """
+    def _stylize_bucketed(self, images: tf.Tensor, forward) -> tf.Tensor:
+        """float32 [N, H, W, 3] -> float32 [N, H, W, 3]: fit to max_side, pad to a bucket, run, crop, restore."""
         shape = tf.shape(images)
         height, width = shape[1], shape[2]
         scale = tf.minimum(1.0, self.config.max_side / tf.cast(tf.maximum(height, width), tf.float32))
@@ -342,12 +333,9 @@ class StylizeModule(tf.Module):
         scaled = scale < 1.0
         fitted = tf.cond(scaled, lambda: tf.image.resize(images, [fit_height, fit_width], antialias=True),
                          lambda: images)
-        if compiled and self._networks.xla is not None:
-            padded = mirror_pad(fitted, self._bucket_for(fit_height), self._bucket_for(fit_width))
-            # Instance norms take their statistics from the image, not the padding (`TransformerNet`'s valid_size).
-            stylized = self._networks.xla(padded, tf.stack([fit_height, fit_width]))[:, :fit_height, :fit_width, :]
-        else:
-            stylized = self._networks.plain(fitted)
+        padded = mirror_pad(fitted, self._bucket_for(fit_height), self._bucket_for(fit_width))
+        # Instance norms take their statistics from the image, not the padding (`TransformerNet`'s valid_size).
+        stylized = forward(padded, tf.stack([fit_height, fit_width]))[:, :fit_height, :fit_width, :]
         restored = tf.cond(scaled, lambda: tf.image.resize(stylized, [height, width]), lambda: stylized)
         return tf.clip_by_value(restored, 0.0, 255.0)
 
