@@ -209,8 +209,8 @@ class _NetworkFunctions:
     def __init__(self, network: TransformerNet, config: "ServingConfig"):
         spec = [tf.TensorSpec([None, None, None, 3], tf.float32), tf.TensorSpec([2], tf.int32)]
         self.plain = tf.function(network.__call__, input_signature=spec)
-        self.xla = tf.function(network.__call__, input_signature=spec, jit_compile=True) if config.jit_compile \
-            else self.plain
+        self.xla = tf.function(lambda images, valid_size: network(images, valid_size, static_shapes=True),
+                               input_signature=spec, jit_compile=True) if config.jit_compile else self.plain
         self.tiled = tf.function(lambda image: tiled_stylize(network, image, config.tile_size),
                                  input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
 

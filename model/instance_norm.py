@@ -8,18 +8,37 @@ Three ways to get the statistics (each channel's mean and variance):
   (the exported signatures pad images up to a size bucket).
 """
 
+from dataclasses import dataclass
+
 import tensorflow as tf
 
 EPSILON = 1e-5
 
 
-def scaled_region(region: tf.Tensor | None, factor: int) -> tf.Tensor | None:
-    """A full-resolution (height, width) region, int32 [2], on a grid `factor` times smaller (rounded up)."""
-    return None if region is None else (region + factor - 1) // factor
+@dataclass(frozen=True)
+class Region:
+    """The valid part of a padded tensor: ``x[:, :size[0], :size[1]]``.
+
+    Attributes:
+        size: int32 [2], rows and columns.
+        masked: take statistics through a mask (static shapes, as XLA needs) rather than
+            a slice of the region (faster where shapes may vary).
+    """
+
+    size: tf.Tensor
+    masked: bool = False
+
+    def __getitem__(self, axis: int) -> tf.Tensor:
+        return self.size[axis]
+
+
+def scaled_region(region: Region | None, factor: int) -> Region | None:
+    """A full-resolution region on a grid `factor` times smaller (rounded up)."""
+    return None if region is None else Region((region.size + factor - 1) // factor, region.masked)
 
 
 def instance_norm(x: tf.Tensor, scale: tf.Variable, offset: tf.Variable, relu: bool, groups: int = 1,
-                  statistics: tuple[tf.Tensor, tf.Tensor] | None = None, region: tf.Tensor | None = None) -> tf.Tensor:
+                  statistics: tuple[tf.Tensor, tf.Tensor] | None = None, region: Region | None = None) -> tf.Tensor:
     """Normalizes each image's channels over H, W (and the `groups` channel groups), scales, offsets, ReLU.
 
     In float32 this is one fused batch-norm kernel (ReLU fused) over the batch
@@ -33,8 +52,8 @@ def instance_norm(x: tf.Tensor, scale: tf.Variable, offset: tf.Variable, relu: b
         groups: channel groups that share statistics (phases of a phased tensor).
         statistics: (mean, variance), float32 [C] each: normalize with these instead of
             each image's own (tiling shares one set across all tiles of an image).
-        region: int32 [2], (rows, columns) of `x` at its top left to take each image's
-            statistics from (the rest is padding, and is normalized alike but meaningless).
+        region: the part of `x` at its top left to take each image's statistics from (the
+            rest is padding, and is normalized alike but meaningless).
     """
     if region is not None:
         return _instance_norm_over_region(x, scale, offset, relu, groups, region)
@@ -57,20 +76,24 @@ def instance_norm(x: tf.Tensor, scale: tf.Variable, offset: tf.Variable, relu: b
     return tf.reshape(tf.nn.relu(x) if relu else x, shape)
 
 
-def _instance_norm_over_region(x: tf.Tensor, scale, offset, relu: bool, groups: int, region: tf.Tensor) -> tf.Tensor:
-    """`instance_norm` with each image's statistics taken over ``x[:, :rows, :columns]``.
-
-    A mask rather than a slice, so that XLA (static shapes) compiles it.
-    """
+def _instance_norm_over_region(x: tf.Tensor, scale, offset, relu: bool, groups: int, region: Region) -> tf.Tensor:
+    """`instance_norm` with each image's statistics taken over ``x[:, :rows, :columns]``."""
     shape = tf.shape(x)
     channels = x.shape[-1] // groups
-    values = tf.reshape(tf.cast(x, tf.float32), [shape[0], shape[1], shape[2], groups, channels])
-    rows = tf.range(shape[1]) < region[0]
-    columns = tf.range(shape[2]) < region[1]
-    mask = tf.cast(rows[:, None] & columns[None, :], tf.float32)[None, :, :, None, None]
-    count = tf.cast(region[0] * region[1] * groups, tf.float32)
-    mean = tf.reduce_sum(values * mask, axis=[1, 2, 3], keepdims=True) / count
-    variance = tf.reduce_sum(tf.square(values - mean) * mask, axis=[1, 2, 3], keepdims=True) / count
-    normalized = (values - mean) * (scale * tf.math.rsqrt(variance + EPSILON)) + offset
-    normalized = tf.nn.relu(normalized) if relu else normalized
-    return tf.cast(tf.reshape(normalized, shape), x.dtype)
+    if region.masked:  # Static shapes: sums under a mask.
+        values = tf.reshape(tf.cast(x, tf.float32), [shape[0], -1, channels])
+        rows = tf.range(shape[1]) < region[0]
+        columns = tf.range(shape[2]) < region[1]
+        mask = tf.cast(rows[:, None, None] & columns[None, :, None], tf.float32)  # [H, W, 1]
+        mask = tf.reshape(tf.tile(mask, [1, 1, groups]), [1, -1, 1])
+        count = tf.cast(region[0] * region[1] * groups, tf.float32)
+        mean = tf.reduce_sum(values * mask, axis=1, keepdims=True) / count
+        variance = tf.reduce_sum(tf.square(values - mean) * mask, axis=1, keepdims=True) / count
+    else:
+        inside = tf.reshape(tf.cast(x[:, :region[0], :region[1]], tf.float32), [shape[0], -1, channels])
+        mean, variance = tf.nn.moments(inside, axes=[1], keepdims=True)
+    # [N, 1, C] -> [N, 1, 1, groups * C], the channel order of x.
+    mean, variance = (tf.tile(value, [1, 1, groups])[:, None] for value in (mean, variance))
+    multiplier = tf.tile(scale, [groups]) * tf.math.rsqrt(variance + EPSILON)
+    normalized = tf.cast(x, tf.float32) * multiplier + (tf.tile(offset, [groups]) - mean * multiplier)
+    return tf.cast(tf.nn.relu(normalized) if relu else normalized, x.dtype)

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from impasto.model.instance_norm import instance_norm, scaled_region
+from impasto.model.instance_norm import Region, instance_norm, scaled_region
 
 MIN_SIDE = 16
 _RESIDUAL_BLOCKS = 5
@@ -228,21 +228,26 @@ class TransformerNet(tf.Module):
         self.decoder = [_Upsample(c3, c2), _Upsample(c2, c1)]
         self.output_conv = _Conv(c1, 3, 9, normalize=False, relu=False)
 
-    def __call__(self, images: tf.Tensor, valid_size: tf.Tensor | None = None) -> tf.Tensor:
+    def __call__(self, images: tf.Tensor, valid_size: tf.Tensor | None = None,
+                 static_shapes: bool = False) -> tf.Tensor:
         """Stylizes a batch.
 
         Args:
             images: float32 [N, H, W, 3], RGB in [0, 255], any N, H, W >= 1.
             valid_size: int32 [2], (height, width) of the real image at the top left of
                 `images` when the rest is padding (a serving size bucket): instance norms
-                then take their statistics from that region only, as if run at its size.
+                then take their statistics from that region only, and every layer pads
+                at its edges, as if run at its size.
+            static_shapes: with `valid_size`, compute only with static shapes (for XLA).
 
         Returns:
             float32 [N, H, W, 3], RGB in [0, 255].
         """
         images = tf.convert_to_tensor(images, tf.float32)
         height, width = tf.shape(images)[1], tf.shape(images)[2]
-        region = None if valid_size is None else tf.maximum(MIN_SIDE, (valid_size + 3) // 4 * 4)
+        region = None
+        if valid_size is not None:
+            region = Region(tf.maximum(MIN_SIDE, (valid_size + 3) // 4 * 4), masked=static_shapes)
         encoded = self.encode(self.prepare(images, valid_size), region=region)
         stylized = self.decode(self.transform(encoded, region=region), region=region)
         return stylized[:, :height, :width, :]
