@@ -12,8 +12,8 @@ inflated shape, or a strength outside [0, 1].
 Valid requests must be answered OK and invalid ones INVALID_ARGUMENT (HTTP 400);
 anything else counts as unexpected. Reported: requests served, answers by status for
 valid and invalid requests, p99 latency of valid requests in the first and the last
-minute, and the server's RSS before load, after the first minute (warm) and at the end,
-with the growth from the warm figure (target: under 10%). Progress goes to stderr; ONE
+minute, and the server's RSS before load (at ready), after the first minute (warm) and at
+the end, with the growth from each (target: under 10% from ready). Progress goes to stderr; ONE
 JSON object is the last line of stdout.
 
 Example:
@@ -213,7 +213,7 @@ def run(args, work: Path) -> dict:
                   + sum(n for status, n in by_status["invalid"].items() if status != "INVALID_ARGUMENT"))
     first = [r[1] for r in rows if r[2] and r[0] < args.window]
     last = [r[1] for r in rows if r[2] and r[0] >= args.seconds - args.window]
-    growth = (rss["end"] - rss["warm"]) / rss["warm"]
+    growth = (rss["end"] - rss["start"]) / rss["start"]
     return {
         "benchmark": "soak",
         "seconds": args.seconds, "clients": args.clients, "rest_clients": args.rest_clients,
@@ -225,8 +225,8 @@ def run(args, work: Path) -> dict:
         "unexpected": unexpected,
         "p99_ms_first_window": p99_ms(first), "p99_ms_last_window": p99_ms(last), "window_s": args.window,
         "rss_mib": {name: round(value / 2**20, 1) for name, value in rss.items()},
-        "rss_growth_from_warm": round(growth, 4),
-        "rss_growth_from_start": round((rss["end"] - rss["start"]) / rss["start"], 4),
+        "rss_growth_from_warm": round((rss["end"] - rss["warm"]) / rss["warm"], 4),
+        "rss_growth_from_start": round(growth, 4),
         "rss_samples_mib": [(t, round(v / 2**20, 1)) for t, v in samples[:: max(1, len(samples) // 20)]],
         "in_flight_after": int(in_flight.group(1)) if in_flight else None,
         "server_alive_at_end": alive, "server_exit_code": exit_code,
