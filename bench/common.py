@@ -214,6 +214,14 @@ def against_conv_peak(function: Callable[[], object], flops: int, repeats: int, 
     return figures
 
 
+def rss_bytes(pid: int | str = "self") -> int:
+    """A process's resident memory now (VmRSS from /proc/PID/status), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS line in /proc/{pid}/status")
+
+
 def environment() -> dict:
     """Versions and the CPU the numbers were measured on."""
     import platform

@@ -13,6 +13,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
+import common  # noqa: E402  (bench/common.py)
 from conftest import ServerProcess  # noqa: E402  (tests/conftest.py)
 
 
@@ -34,10 +35,7 @@ class ServeProcess(ServerProcess):
 
     def rss_bytes(self) -> int:
         """The server's resident memory now (VmRSS), in bytes."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS line in /proc/PID/status")
+        return common.rss_bytes(self.process.pid)
 
     def alive(self) -> bool:
         return self.process.poll() is None

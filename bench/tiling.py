@@ -95,13 +95,6 @@ def test_card(photo: Path, size: int):
     return np.clip(image, 0.0, 255.0, out=image)
 
 
-def _rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -118,7 +111,7 @@ def _child_fast(job: dict) -> dict:
     tiling = Tiling.always(job["tile"]) if job["mode"] == "tiled" else Tiling.never()
     stylizer = FastStylizer(network, tiling=tiling)
     stylizer.stylize(image[:64, :64])  # Traces the function this mode runs, outside the timing.
-    baseline = _rss_mib()
+    baseline = common.rss_bytes() / 2**20
     started = time.perf_counter()
     if job["mode"] == "naive":
         tile, size = job["tile"], job["size"]
@@ -147,7 +140,7 @@ def _child_optimize(job: dict) -> dict:
     config = GatysConfig(size=job["size"], iterations=job["iterations"], scales=3, tiling=tiling,
                          report_every=job["iterations"])
     reports = []
-    baseline = _rss_mib()
+    baseline = common.rss_bytes() / 2**20
     started = time.perf_counter()
     result = GatysStylizer(config).stylize(content, [style], on_progress=reports.append)
     history_bytes = 2 * config.optimizer.history_size * result.size * 4  # L-BFGS (s, y) pairs, float32.

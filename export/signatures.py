@@ -44,7 +44,7 @@ from impasto.export import keys
 from impasto.model import color
 from impasto.model.errors import InvalidInputError
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
-from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling, tiled_stylize
+from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling, tiled_function
 from impasto.model.transformer import MIN_SIDE, TransformerNet
 
 DEFAULT_LADDER = (256, 384, 512, 768, 1024, 1536, 2048)
@@ -211,8 +211,7 @@ class _NetworkFunctions:
         self.plain = tf.function(network.__call__, input_signature=spec)
         self.xla = tf.function(lambda images, valid_size: network(images, valid_size, static_shapes=True),
                                input_signature=spec, jit_compile=True) if config.jit_compile else self.plain
-        self.tiled = tf.function(lambda image: tiled_stylize(network, image, config.tile_size),
-                                 input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+        self.tiled = tiled_function(network, config.tile_size)
 
 
 class StylizeModule(tf.Module):

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model import color
-from impasto.model.tiling import Tiling, tiled_stylize
+from impasto.model.tiling import Tiling, tiled_function
 from impasto.model.transformer import TransformerNet
 
 
@@ -32,8 +32,7 @@ class FastStylizer:
         self.tiling = tiling
         self._forward = tf.function(network.__call__, jit_compile=jit_compile,
                                     input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
-        self._forward_tiled = tf.function(lambda image: tiled_stylize(network, image, tiling.tile_size),
-                                          input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+        self._forward_tiled = tiled_function(network, tiling.tile_size)
         self._split_large_batches = not tf.config.list_logical_devices("GPU")
 
     def _run_network(self, images: tf.Tensor) -> tf.Tensor:

@@ -83,6 +83,15 @@ class _TileCores:
             result[layer] = (core, share)
         return result
 
+    def grams(self, cores, layers) -> dict[str, tf.Tensor]:
+        """``{layer: the core's Gram matrix times its share}`` [1, C, C]: summed over tiles, the image's."""
+        return {layer: gram_matrix(cores[layer][0]) * cores[layer][1] for layer in layers}
+
+    def zero_grams(self, layers) -> dict[str, tf.Tensor]:
+        """Zeros shaped like `grams`: where a sum over tiles starts."""
+        return {layer: tf.zeros([1, self.vgg.kernel_shapes[layer][3], self.vgg.kernel_shapes[layer][3]])
+                for layer in layers}
+
     def total(self, per_tile, initial):
         """Sum over all tiles of ``per_tile(index)``, a structure like `initial` (one tile at a time)."""
         def body(index, total):
@@ -99,10 +108,9 @@ def tiled_grams(vgg: VggFeatures, image: tf.Tensor, layers, tile_size: int) -> d
 
     def per_tile(index):
         tile, offset, size, _ = tiles.read(index)
-        return {layer: gram_matrix(core) * share for layer, (core, share) in tiles.cores(tile, offset, size).items()}
+        return tiles.grams(tiles.cores(tile, offset, size), tiles.layers)
 
-    channels = {layer: vgg.kernel_shapes[layer][3] for layer in tiles.layers}
-    return tiles.total(per_tile, {layer: tf.zeros([1, c, c]) for layer, c in channels.items()})
+    return tiles.total(per_tile, tiles.zero_grams(tiles.layers))
 
 
 def make_tiled_objective(vgg: VggFeatures, image_shape, content_targets, style_grams, loss_config: LossConfig,
@@ -121,7 +129,6 @@ def make_tiled_objective(vgg: VggFeatures, image_shape, content_targets, style_g
         ``(value_and_gradient, term_names)`` as `gatys.make_objective` returns them.
     """
     content_weights, style_weights = loss_config.content_layer_weights, loss_config.style_layer_weights
-    channels = {layer: vgg.kernel_shapes[layer][3] for layer in style_weights}
     shape = [1, *image_shape]
 
     def tile_content_terms(cores, top_left) -> dict[str, tf.Tensor]:
@@ -141,12 +148,10 @@ def make_tiled_objective(vgg: VggFeatures, image_shape, content_targets, style_g
         def statistics(index):  # Pass 1: Gram matrices and content terms.
             tile, offset, size, top_left = tiles.read(index)
             cores = tiles.cores(tile, offset, size)
-            grams = {layer: gram_matrix(cores[layer][0]) * cores[layer][1] for layer in style_weights}
-            return grams, tile_content_terms(cores, top_left)
+            return tiles.grams(cores, style_weights), tile_content_terms(cores, top_left)
 
-        zero_grams = {layer: tf.zeros([1, c, c]) for layer, c in channels.items()}
         zero_terms = {f"content/{layer}": tf.constant(0.0) for layer in content_weights}
-        grams, content_terms = tiles.total(statistics, (zero_grams, zero_terms))
+        grams, content_terms = tiles.total(statistics, (tiles.zero_grams(style_weights), zero_terms))
         with tf.GradientTape() as tape:
             tape.watch(grams)
             style_total, style_terms = style_loss_from_grams(grams, style_grams, style_weights)
@@ -161,8 +166,9 @@ def make_tiled_objective(vgg: VggFeatures, image_shape, content_targets, style_g
             with tf.GradientTape() as tape:
                 tape.watch(tile)
                 cores = tiles.cores(tile, offset, size)
-                surrogate = tf.add_n([tf.reduce_sum(gram_gradients[layer] * gram_matrix(cores[layer][0])) * cores[layer][1]
-                                      for layer in style_weights] + list(tile_content_terms(cores, top_left).values()))
+                tile_grams = tiles.grams(cores, style_weights)
+                style_part = [tf.reduce_sum(gram_gradients[layer] * tile_grams[layer]) for layer in style_weights]
+                surrogate = tf.add_n(style_part + list(tile_content_terms(cores, top_left).values()))
             tile_gradient = tape.gradient(surrogate, tile)
             read_top = top_left[0] - offset[0]
             read_left = top_left[1] - offset[1]

@@ -59,9 +59,7 @@ def instance_norm(x: tf.Tensor, scale: tf.Variable, offset: tf.Variable, relu: b
         return _instance_norm_over_region(x, scale, offset, relu, groups, region)
     if statistics is not None:
         mean, variance = (tf.tile(tf.cast(value, tf.float32), [groups]) for value in statistics)
-        multiplier = tf.tile(scale, [groups]) * tf.math.rsqrt(variance + EPSILON)
-        normalized = tf.cast(x, tf.float32) * multiplier + (tf.tile(offset, [groups]) - mean * multiplier)
-        return tf.cast(tf.nn.relu(normalized) if relu else normalized, x.dtype)
+        return _normalize(x, scale, offset, relu, groups, mean, variance)
     shape = tf.shape(x)
     batch, height, width, channels = shape[0], shape[1], shape[2] * groups, x.shape[-1] // groups
     x = tf.reshape(x, [batch, height, width, channels])
@@ -94,6 +92,14 @@ def _instance_norm_over_region(x: tf.Tensor, scale, offset, relu: bool, groups: 
         mean, variance = tf.nn.moments(inside, axes=[1], keepdims=True)
     # [N, 1, C] -> [N, 1, 1, groups * C], the channel order of x.
     mean, variance = (tf.tile(value, [1, 1, groups])[:, None] for value in (mean, variance))
+    return _normalize(x, scale, offset, relu, groups, mean, variance)
+
+
+def _normalize(x: tf.Tensor, scale, offset, relu: bool, groups: int, mean: tf.Tensor, variance: tf.Tensor) -> tf.Tensor:
+    """``(x - mean) / sqrt(variance + EPSILON) * scale + offset``, ReLU if asked, in float32, cast back.
+
+    `mean` and `variance` broadcast against x, in its channel order (`groups` copies of C).
+    """
     multiplier = tf.tile(scale, [groups]) * tf.math.rsqrt(variance + EPSILON)
     normalized = tf.cast(x, tf.float32) * multiplier + (tf.tile(offset, [groups]) - mean * multiplier)
     return tf.cast(tf.nn.relu(normalized) if relu else normalized, x.dtype)

@@ -125,6 +125,12 @@ def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = D
     return stylized[:, :height, :width, :]
 
 
+def tiled_function(network: TransformerNet, tile_size: int = DEFAULT_TILE_SIZE):
+    """`tiled_stylize` as one `tf.function` of float32 [1, H, W, 3] images, traced once for every size."""
+    return tf.function(lambda images: tiled_stylize(network, images, tile_size),
+                       input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+
+
 def _moments_over_tiles(source: tf.Tensor, core: int, halo: int, layer_output, scale: tuple[int, int],
                         groups: int) -> tuple[tf.Tensor, tf.Tensor]:
     """Per-channel mean and (biased) variance of `layer_output` over the whole image, tile by tile.

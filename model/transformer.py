@@ -84,13 +84,20 @@ def _image_size(x: tf.Tensor, phased: bool) -> tuple[tf.Tensor, tf.Tensor]:
     return scale * tf.shape(x)[1], scale * tf.shape(x)[2]
 
 
+def _reflected_axes(x: tf.Tensor, pad: int, phased: bool, valid) -> tuple[tf.Tensor, tf.Tensor]:
+    """Source rows and columns of the reflection-padded image `x` holds: int32 [H + 2 pad], [W + 2 pad]."""
+    height, width = _image_size(x, phased)
+    if valid is None:
+        return _reflect(height, pad), _reflect(width, pad)
+    return _reflect(height, pad, valid[0]), _reflect(width, pad, valid[1])
+
+
 def _reflect_pad(x: tf.Tensor, pad: int, phased: bool = False, valid=None) -> tf.Tensor:
     """Reflection padding of the image `x` holds (see `_gather_pixels`), as plain [N, H + 2 pad, W + 2 pad, C]."""
     if not phased and x.shape[-1] <= 4 and valid is None:  # Thin (the input): MirrorPad is cheap there.
         return tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
-    height, width = _image_size(x, phased)
-    valid = (None, None) if valid is None else (valid[0], valid[1])
-    return _gather_pixels(x, _reflect(height, pad, valid[0])[:, None], _reflect(width, pad, valid[1])[None, :], phased)
+    rows, columns = _reflected_axes(x, pad, phased, valid)
+    return _gather_pixels(x, rows[:, None], columns[None, :], phased)
 
 
 def _block_taps(block: int, kernel_size: int) -> np.ndarray:
@@ -154,10 +161,8 @@ class _Conv(tf.Module):
         """
         pad, size = self.kernel_size // 2, self.kernel_size
         channels_in, channels_out = self.kernel.shape[2], self.kernel.shape[3]
-        height, width = _image_size(x, phased)
-        valid = (None, None) if valid is None else (valid[0], valid[1])
-        rows = tf.reshape(_reflect(height, pad, valid[0]), [-1, 1, block, 1])
-        columns = tf.reshape(_reflect(width, pad, valid[1]), [1, -1, 1, block])
+        rows, columns = _reflected_axes(x, pad, phased, valid)
+        rows, columns = tf.reshape(rows, [-1, 1, block, 1]), tf.reshape(columns, [1, -1, 1, block])
         x = _gather_pixels(x, rows, columns, phased)  # [N, (H + 2 pad) / b, (W + 2 pad) / b, b, b, C]
         x = tf.reshape(x, tf.concat([tf.shape(x)[:3], [block * block * channels_in]], 0))
         taps = _block_taps(block, size)
