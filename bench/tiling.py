@@ -25,6 +25,10 @@ processes too, and reports peak RSS, wall time and the final loss of each, and t
 memory L-BFGS's history needs at the last stage (proportional to the image, tiled
 or not).
 
+``--statistics-check SIZE`` measures how accurate the statistics of the network's first
+instance norm are on the SIZE px test card: as the untiled network takes them (TensorFlow's
+fused batch norm, float32) and as tiling accumulates them, each against float64 numpy.
+
 ``--save-dir`` keeps each tiled output as PNG (the README's crop comes from the
 4096 px one). Progress goes to stderr; the figures are one JSON object on the last
 line of stdout.
@@ -70,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="optimize: tile sides to run (multiples of 16), besides untiled")
     parser.add_argument("--no-fast", action="store_true", help="skip the fast method")
     parser.add_argument("--save-dir", type=Path, help="keep the tiled outputs here as PNG")
+    parser.add_argument("--statistics-check", type=int, default=0, metavar="SIZE",
+                        help="also compare the first instance norm's statistics at SIZE px, whole (fused batch norm, "
+                             "as untiled runs take them) and tiled, with float64 (0 = skip)")
     parser.add_argument("--child", help=argparse.SUPPRESS)  # JSON job for a child process.
     return parser.parse_args(argv)
 
@@ -149,6 +156,34 @@ def _child_optimize(job: dict) -> dict:
             "final_loss": reports[-1].value, "stage_losses": [report.value for report in reports]}
 
 
+def _child_statistics(job: dict) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    from impasto.model import tiling
+    from impasto.model.library import load_network
+
+    network, _ = load_network(job["model"])
+    prepared = network.prepare(test_card(Path(job["photo"]), job["size"])[None])
+    before_norm = network.encode(prepared, stop=0)  # [1, H, W, C]: the first conv, before its instance norm.
+    channels = before_norm.shape[-1]
+    values = before_norm.numpy().reshape(-1, channels).astype(np.float64)
+    mean, variance = values.mean(axis=0), values.var(axis=0)
+    _, fused_mean, fused_variance = tf.compat.v1.nn.fused_batch_norm(
+        before_norm, tf.ones([channels]), tf.zeros([channels]), is_training=True)
+    fused_variance = fused_variance.numpy() * (values.shape[0] - 1) / values.shape[0]  # Returned Bessel-corrected.
+    tiled_mean, tiled_variance = tiling._moments_over_tiles(
+        prepared, job["tile"], tiling.ENCODER_HALO, lambda tile: network.encode(tile, stop=0), scale=(1, 1), groups=1)
+    figures = {"pixels": values.shape[0], "smallest_channel_std": float(np.sqrt(variance.min()))}
+    for name, (m, v) in {"fused": (fused_mean.numpy(), fused_variance),
+                         "tiled": (tiled_mean.numpy(), tiled_variance.numpy())}.items():
+        figures[f"{name}_mean_max_abs_error"] = float(np.abs(m - mean).max())
+        figures[f"{name}_mean_max_error_in_std"] = float((np.abs(m - mean) / np.sqrt(variance)).max())
+        figures[f"{name}_variance_max_relative_error"] = float((np.abs(v - variance) / variance).max())
+    figures["peak_rss_mib"] = _peak_rss_mib()
+    return figures
+
+
 def _run_child(job: dict) -> dict:
     """Runs `job` in a fresh Python process; its figures, or how it failed."""
     common.log(f"  {job['method']} {job['mode']} {job['size']} px ...")
@@ -158,7 +193,8 @@ def _run_child(job: dict) -> dict:
         common.log(finished.stderr[-2000:])
         return {"failed": reason}
     figures = json.loads(finished.stdout.strip().splitlines()[-1])
-    common.log(f"    {figures['seconds']:.1f} s, peak {figures['peak_rss_mib']:.0f} MiB")
+    seconds = f"{figures['seconds']:.1f} s, " if "seconds" in figures else ""
+    common.log(f"    {seconds}peak {figures['peak_rss_mib']:.0f} MiB")
     return figures
 
 
@@ -194,7 +230,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.child:
         job = json.loads(args.child)
-        common.print_json((_child_fast if job["method"] == "fast" else _child_optimize)(job))
+        children = {"fast": _child_fast, "optimize": _child_optimize, "statistics": _child_statistics}
+        common.print_json(children[job["method"]](job))
         return
     photo, style = _first_image(args.photos), _first_image(args.styles)
     common.log(f"photo {photo.name}, style {style.name}, model {args.model}, tiles {args.tile} px")
@@ -208,6 +245,10 @@ def main(argv=None) -> None:
         figures["optimize"] = {f"tiled_{tile}": _run_child({**job, "mode": "tiled", "tile": tile})
                                for tile in args.optimize_tiles}
         figures["optimize"]["untiled"] = _run_child({**job, "mode": "untiled", "tile": None})
+    if args.statistics_check:
+        figures["statistics"] = _run_child({"method": "statistics", "mode": "whole and tiled",
+                                            "size": args.statistics_check, "tile": args.tile, "model": args.model,
+                                            "photo": str(photo)})
     figures["environment"] = common.environment()
     figures["load_average"] = os.getloadavg()
     common.print_json(figures)
