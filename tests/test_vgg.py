@@ -61,3 +61,13 @@ def test_average_and_max_pooling_differ(tiny_vgg_weights):
     average = VggFeatures(tiny_vgg_weights, pooling="avg")(image, ["block2_conv1"])["block2_conv1"]
     maximum = VggFeatures(tiny_vgg_weights, pooling="max")(image, ["block2_conv1"])["block2_conv1"]
     assert float(tf.reduce_mean(maximum)) > float(tf.reduce_mean(average))
+
+
+def test_every_convolution_filter_is_a_graph_constant(tiny_vgg):
+    """oneDNN caches its reordered filter only for constant filters; a variable read would undo that."""
+    trace = tf.function(lambda images: tiny_vgg(images, ["block3_conv1"])["block3_conv1"])
+    graph = trace.get_concrete_function(tf.TensorSpec([1, 32, 32, 3], tf.float32)).graph
+    convolutions = [op for op in graph.get_operations() if op.type == "Conv2D"]
+    assert len(convolutions) == 5  # block1_conv1 .. block3_conv1.
+    assert all(op.inputs[1].op.type == "Const" for op in convolutions)
+    assert not graph.variables
