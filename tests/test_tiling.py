@@ -74,14 +74,14 @@ def test_large_image_tiled_matches_untiled_and_shows_no_seams(starry_night):
     untiled = starry_night(image).numpy()[0]
     tiled = tiled_stylize(starry_night, image, 128).numpy()[0]
     assert np.abs(tiled - untiled).max() < TILED_VS_UNTILED_MAX_ABS
+    # The untiled image has no tiles: its score is what this picture gives at the boundary phase.
     assert abs(seam_ratio(tiled, 128) - seam_ratio(untiled, 128)) < 0.002
-    assert seam_ratio(tiled, 128) < 1.1
 
     # What hand tiling does, each tile stylized alone (own statistics, no halo): visible seams.
     naive = np.concatenate([np.concatenate([starry_night(image[:, top:top + 128, left:left + 128]).numpy()[0]
                                             for left in range(0, 512, 128)], axis=1)
                             for top in range(0, 384, 128)], axis=0)
-    assert seam_ratio(naive, 128) > 1.3
+    assert seam_ratio(naive, 128) > seam_ratio(untiled, 128) + 0.3
 
 
 def test_seam_ratio_sees_a_step_at_tile_boundaries():
