@@ -48,14 +48,25 @@ def load_network(name_or_path: str | os.PathLike) -> tuple[TransformerNet, dict]
     )
 
 
-def _load_bundle(path: Path) -> tuple[TransformerNet, dict]:
-    metadata_path = path.with_suffix(".json")
+def load_bundle_arrays(name_or_path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict]:
+    """The variables and metadata of a bundle, by bundled name or .npz path, without building a network.
+
+    Raises:
+        InvalidInputError: not a bundled name, or the files cannot be read.
+    """
+    text = str(name_or_path)
+    path = BUNDLED_DIR / f"{text}.npz" if text in bundled_model_names() else Path(text).expanduser()
     try:
-        metadata = json.loads(metadata_path.read_text())
+        metadata = json.loads(path.with_suffix(".json").read_text())
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError) as error:
         raise InvalidInputError(f"{path}: not a readable model bundle ({error})") from None
+    return arrays, metadata
+
+
+def _load_bundle(path: Path) -> tuple[TransformerNet, dict]:
+    arrays, metadata = load_bundle_arrays(path)
     network = TransformerNet(width=metadata["width"])
     network.load_weights_dict(arrays)
     return network, metadata

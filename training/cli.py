@@ -12,6 +12,7 @@ from impasto.model.errors import InvalidInputError
 from impasto.model.weights import load_vgg_weights
 from impasto.training import data
 from impasto.training.config import PRESETS, TrainConfig, preset
+from impasto.training.schedule import SCHEDULES
 from impasto.training.trainer import Trainer, TrainingDiverged
 
 
@@ -26,7 +27,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, help="training crop size in pixels")
     parser.add_argument("--style-size", type=int, help="long side of the style image for its Gram matrices")
     parser.add_argument("--width", type=float, help="network width multiplier (1.0 = the paper's network)")
-    parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam learning rate")
+    parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam's peak learning rate")
+    parser.add_argument("--lr-schedule", choices=SCHEDULES, help="after the warm-up: constant, or cosine decay")
+    parser.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up")
+    parser.add_argument("--final-lr-fraction", type=float, help="cosine: final learning rate as a fraction of the peak")
+    parser.add_argument("--init-from", help="start a new run from this model's weights (bundled name or .npz bundle); "
+                                            "its history is kept in the new bundle's JSON")
     parser.add_argument("--content-weight", type=float)
     parser.add_argument("--style-weight", type=float)
     parser.add_argument("--tv-weight", type=float)
@@ -50,17 +56,20 @@ def run(argv: list[str]) -> int:
                     style_size=args.style_size, width=args.width, learning_rate=args.learning_rate,
                     validation_photos=args.validation_photos, mixed_precision=args.mixed_precision, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, log_every=args.log_every,
-                    validate_every=args.validate_every, max_pixels=args.max_pixels)
+                    validate_every=args.validate_every, max_pixels=args.max_pixels, lr_schedule=args.lr_schedule,
+                    warmup_steps=args.warmup_steps, final_lr_fraction=args.final_lr_fraction)
     loss_overrides = {"content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight}
     config = replace(config, loss=replace(config.loss, **{k: v for k, v in loss_overrides.items() if v is not None}))
     for name in ("steps", "batch_size", "image_size", "style_size", "checkpoint_every", "log_every", "validate_every",
                  "max_pixels"):
         if getattr(config, name) < 1:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be at least 1")
+    if config.warmup_steps < 0 or not 0.0 <= config.final_lr_fraction <= 1.0:
+        raise InvalidInputError("--warmup-steps must be at least 0 and --final-lr-fraction between 0 and 1")
     style_image = image_io.load_image(args.style)
     photos, validation = data.split_validation(data.list_photos(args.data), config.validation_photos)
     trainer = Trainer(config, style_image, args.out, vgg_weights=load_vgg_weights(args.vgg_weights),
-                      style_name=Path(args.style).stem)
+                      style_name=Path(args.style).stem, init_from=args.init_from)
     try:
         result = trainer.train(photos, validation, show_progress=not args.no_progress)
     except TrainingDiverged as error:

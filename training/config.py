@@ -14,7 +14,10 @@ class TrainConfig:
         batch_size: global batch size, split across replicas.
         image_size: side of the square training crops, in pixels.
         style_size: long side the style image is resized to before its Gram matrices are taken.
-        learning_rate: Adam step size.
+        learning_rate: Adam's peak step size (see `impasto.training.schedule`).
+        lr_schedule: ``constant`` (the paper's) or ``cosine`` decay after the warm-up.
+        warmup_steps: steps of linear warm-up from 0 to ``learning_rate``.
+        final_lr_fraction: with ``cosine``, the step size at ``steps`` as a fraction of the peak.
         width: transformer width multiplier.
         loss: layers and weights of the perceptual loss.
         pooling: VGG pooling for the loss network.
@@ -33,6 +36,9 @@ class TrainConfig:
     image_size: int = 256
     style_size: int = 512
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_fraction: float = 0.0
     width: float = 1.0
     loss: LossConfig = field(default_factory=LossConfig.johnson)
     pooling: str = "max"

@@ -5,8 +5,12 @@ A run directory holds ``model.json`` (what network this is), ``style.png``
 network, optimizer state and step), ``logs/`` (TensorBoard) and, once training
 ends, ``bundle.npz``/``bundle.json`` (the network in compact float16 form, as
 bundled models ship). Running the same command again resumes from the latest
-checkpoint; if the newest checkpoint is unreadable (a write cut short, a corrupt
-disk), the newest one that restores is used, and the skip is logged.
+checkpoint. A new run can start from a trained bundle (``init_from``) instead of
+random weights; ``model.json`` and the bundle then carry that bundle's history
+under ``segments``, one entry per training process, so a model's whole history
+(steps, wall time, recipe) travels with it. On resume, if the newest checkpoint
+is unreadable (a write cut short, a corrupt disk), the newest one that restores
+is used, and the skip is logged.
 """
 
 import dataclasses
@@ -26,7 +30,7 @@ from tqdm import tqdm
 from impasto.model import image_io
 from impasto.model.files import atomic_write_bytes
 from impasto.model.errors import InvalidInputError
-from impasto.model.library import write_bundle
+from impasto.model.library import load_bundle_arrays, write_bundle
 from impasto.model.losses import gram_matrix, style_transfer_loss
 from impasto.model.transformer import TransformerNet
 from impasto.model.vgg import VggFeatures
@@ -34,6 +38,7 @@ from impasto.model.weights import VggWeights
 from impasto.training import data
 from impasto.training.adam import Adam, first_replica_variables
 from impasto.training.config import TrainConfig
+from impasto.training.schedule import learning_rate_at
 
 MODEL_FORMAT = "impasto-transformer/1"
 LOG = logging.getLogger("impasto.training")
@@ -80,12 +85,15 @@ class Trainer:
         vgg_weights: loss-network weights (default: ImageNet VGG16).
         strategy: a `tf.distribute.Strategy`; chosen by `choose_strategy` when None.
         style_name: recorded in model.json.
+        init_from: a bundle (.npz path) whose weights a fresh run starts from; ignored when the
+            run directory already has a checkpoint.
     """
 
     def __init__(self, config: TrainConfig, style_image: np.ndarray, run_dir: str | os.PathLike,
                  vgg_weights: VggWeights | None = None, strategy: tf.distribute.Strategy | None = None,
-                 style_name: str = "style"):
+                 style_name: str = "style", init_from: str | os.PathLike | None = None):
         self.config = config
+        self.init_from = init_from
         self.run_dir = Path(run_dir)
         self.strategy = strategy or choose_strategy()
         self.is_chief = _is_chief(self.strategy)
@@ -137,11 +145,42 @@ class Trainer:
                                     "restored; move the checkpoints/ folder away to start afresh")
         return int(self.step.numpy())
 
-    def _write_metadata(self) -> None:
+    def _initialize_from_bundle(self) -> tuple[int, list[dict]]:
+        """Loads `init_from`'s weights into the network; returns its steps and training history (segments).
+
+        Raises:
+            InvalidInputError: the bundle is unreadable or holds a network of another width.
+        """
+        arrays, metadata = load_bundle_arrays(self.init_from)
+        if not math.isclose(metadata["width"], self.config.width):
+            raise InvalidInputError(f"{self.init_from} holds a width-{metadata['width']} network; this run asks for "
+                                    f"{self.config.width} (pass --width {metadata['width']})")
+        self.network.load_weights_dict(arrays)
+        earlier = metadata.get("segments") or [{"steps": f"0-{metadata.get('steps')}",
+                                                 "wall_seconds": metadata.get("wall_seconds")}]
+        return int(metadata.get("steps", 0)), [dict(segment, model=metadata.get("style")) for segment in earlier]
+
+    def _saved_metadata(self) -> dict:
+        path = self.run_dir / "model.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def _write_metadata(self, steps_before: int, segments: list[dict]) -> None:
         metadata = {"format": MODEL_FORMAT, "width": self.config.width, "style": self.style_name,
-                    "train_config": dataclasses.asdict(self.config)}
+                    "train_config": dataclasses.asdict(self.config), "steps_before": steps_before,
+                    "segments": segments}
         atomic_write_bytes(self.run_dir / "model.json", json.dumps(metadata, indent=2).encode())
         atomic_write_bytes(self.run_dir / "style.png", image_io.encode_image(self.style_image))
+
+    def _segment(self, steps_before: int, start_step: int, end_step: int, seconds: float) -> dict:
+        """One training process's entry in the history: steps (counted over the network's life), time, recipe."""
+        config = self.config
+        return {"steps": f"{steps_before + start_step}-{steps_before + end_step}", "wall_seconds": round(seconds, 1),
+                "images_per_second": round((end_step - start_step) * config.batch_size / max(seconds, 1e-9), 3),
+                "recipe": {"width": config.width, "image_size": config.image_size, "batch_size": config.batch_size,
+                           "learning_rate": config.learning_rate, "lr_schedule": config.lr_schedule,
+                           "warmup_steps": config.warmup_steps, "final_lr_fraction": config.final_lr_fraction,
+                           "schedule_steps": config.steps},
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
     def _loss(self, images: tf.Tensor):
         """Perceptual loss of the network on a batch: (total, terms, stylized)."""
@@ -185,7 +224,11 @@ class Trainer:
         """
         config = self.config
         start_step = self.restore()
-        self._write_metadata()
+        saved = self._saved_metadata()
+        steps_before, segments = saved.get("steps_before", 0), saved.get("segments", [])
+        if start_step == 0 and self.init_from is not None and self.manager.latest_checkpoint is None:
+            steps_before, segments = self._initialize_from_bundle()
+        self._write_metadata(steps_before, segments)
         skipped = data.SkippedFiles()
         dataset = data.training_dataset(photos, config.image_size, config.batch_size, config.seed + start_step, skipped,
                                         config.max_pixels)
@@ -204,6 +247,7 @@ class Trainer:
                 except tf.errors.InvalidArgumentError:
                     skipped.raise_if_none_decoded(len(set(photos)))
                     raise
+                self.optimizer.learning_rate.assign(learning_rate_at(step, config))
                 losses = {name: float(value) for name, value in self._train_step(batch).items()}
                 step = int(self.step.numpy())
                 if not math.isfinite(losses["total"]):
@@ -226,6 +270,8 @@ class Trainer:
                     self.manager.save(checkpoint_number=step)
         except KeyboardInterrupt:
             self.manager.save(checkpoint_number=int(self.step.numpy()))
+            elapsed = time.perf_counter() - started
+            self._write_metadata(steps_before, segments + [self._segment(steps_before, start_step, step, elapsed)])
             raise
         finally:
             bar.close()
@@ -233,6 +279,9 @@ class Trainer:
         if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
             self.manager.save(checkpoint_number=step)
         elapsed = time.perf_counter() - started
+        if step > start_step:
+            segments = segments + [self._segment(steps_before, start_step, step, elapsed)]
+            self._write_metadata(steps_before, segments)
         result = TrainResult(steps=step, losses=losses, validation_loss=validation_loss,
                              images_per_second=(step - start_step) * config.batch_size / max(elapsed, 1e-9),
                              wall_seconds=elapsed, skipped_files=skipped.count)
@@ -242,9 +291,11 @@ class Trainer:
 
     def _write_bundle(self, result: TrainResult) -> None:
         """Writes ``bundle.npz``/``bundle.json``: the trained network in compact float16 form."""
-        metadata = json.loads((self.run_dir / "model.json").read_text())
-        metadata.update(steps=result.steps, images_per_second=round(result.images_per_second, 3),
-                        wall_seconds=round(result.wall_seconds, 1))
+        metadata = self._saved_metadata()
+        segments = metadata.get("segments", [])
+        metadata.update(steps=metadata.get("steps_before", 0) + result.steps, images_per_second=round(result.images_per_second, 3),
+                        wall_seconds=round(result.wall_seconds, 1),
+                        total_wall_seconds=round(sum(s.get("wall_seconds") or 0.0 for s in segments), 1))
         write_bundle(self.network, metadata, self.run_dir / "bundle.npz")
 
     def _validate(self, images: np.ndarray) -> float:

@@ -1,0 +1,95 @@
+"""The training recipe: learning-rate schedules, and continuing a model from a bundle with its history."""
+
+import json
+import math
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from conftest import load_test_image
+from impasto.model.errors import InvalidInputError
+from impasto.model.library import load_network
+from impasto.training import data
+from impasto.training.config import TrainConfig
+from impasto.training.schedule import learning_rate_at
+from impasto.training.trainer import Trainer
+
+
+def test_constant_schedule_warms_up_linearly_then_holds_the_peak():
+    config = replace(TrainConfig.tiny(), steps=100, learning_rate=2e-3, warmup_steps=4)
+    assert [learning_rate_at(step, config) for step in range(4)] == pytest.approx([5e-4, 1e-3, 1.5e-3, 2e-3])
+    assert learning_rate_at(4, config) == learning_rate_at(99, config) == 2e-3
+
+
+def test_cosine_schedule_falls_from_the_peak_to_its_floor_at_the_last_step():
+    config = replace(TrainConfig.tiny(), steps=110, learning_rate=1e-3, warmup_steps=10, lr_schedule="cosine",
+                     final_lr_fraction=0.1)
+    rates = [learning_rate_at(step, config) for step in range(110)]
+    assert rates[10] == pytest.approx(1e-3)
+    assert rates[60] == pytest.approx(1e-4 + 0.5 * 9e-4)
+    assert learning_rate_at(110, config) == pytest.approx(1e-4)
+    assert all(later <= earlier for earlier, later in zip(rates[10:], rates[11:]))
+    assert max(rates) == pytest.approx(1e-3) and all(math.isfinite(rate) for rate in rates)
+
+
+def test_training_sets_the_scheduled_rate_before_each_step(tmp_path, photo_dir, tiny_vgg_weights):
+    config = replace(TrainConfig.tiny(), steps=3, lr_schedule="cosine", learning_rate=1e-3)
+    trainer = Trainer(config, load_test_image("starry_night.png"), tmp_path / "run", vgg_weights=tiny_vgg_weights)
+    trainer.train(data.list_photos(photo_dir), show_progress=False)
+    assert float(trainer.optimizer.learning_rate.numpy()) == pytest.approx(learning_rate_at(2, config))
+
+
+def _train_tiny_bundle(run_dir, photo_dir, tiny_vgg_weights, steps=2) -> Trainer:
+    trainer = Trainer(replace(TrainConfig.tiny(), steps=steps), load_test_image("starry_night.png"), run_dir,
+                      vgg_weights=tiny_vgg_weights, style_name="starry")
+    trainer.train(data.list_photos(photo_dir), show_progress=False)
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, photo_dir, tiny_vgg_weights):
+    """A tiny network trained for 2 steps; its run directory holds bundle.npz."""
+    run_dir = tmp_path_factory.mktemp("first")
+    return _train_tiny_bundle(run_dir, photo_dir, tiny_vgg_weights), run_dir / "bundle.npz"
+
+
+def test_a_run_starts_from_a_bundle_and_its_bundle_carries_the_whole_history(tmp_path, photo_dir, tiny_vgg_weights,
+                                                                           first_run):
+    first, bundle = first_run
+    config = replace(TrainConfig.tiny(), steps=3, lr_schedule="cosine")
+    second = Trainer(config, load_test_image("starry_night.png"), tmp_path / "second", vgg_weights=tiny_vgg_weights,
+                     style_name="starry", init_from=bundle)
+    second.restore()
+    second.train(data.list_photos(photo_dir), show_progress=False)
+    history = json.loads((tmp_path / "second" / "bundle.json").read_text())
+    assert history["steps"] == 5 and history["steps_before"] == 2
+    assert [segment["steps"] for segment in history["segments"]] == ["0-2", "2-5"]
+    assert history["segments"][1]["recipe"]["lr_schedule"] == "cosine"
+    assert history["total_wall_seconds"] >= history["wall_seconds"] > 0
+    # The second run started from the first one's weights (float16-rounded), not from random ones.
+    started = Trainer(config, load_test_image("starry_night.png"), tmp_path / "third", vgg_weights=tiny_vgg_weights,
+                      init_from=bundle)
+    random_start = started.network.weights_dict()
+    assert started._initialize_from_bundle()[0] == 2
+    bundled, _ = load_network(bundle)
+    for name, value in bundled.weights_dict().items():
+        np.testing.assert_array_equal(started.network.weights_dict()[name], value)
+        np.testing.assert_allclose(value, first.network.weights_dict()[name], rtol=1e-2, atol=1e-3)
+    assert any(not np.array_equal(random_start[name], value) for name, value in bundled.weights_dict().items())
+
+
+def test_starting_from_a_bundle_of_another_width_is_refused(tmp_path, photo_dir, tiny_vgg_weights, first_run):
+    wider = replace(TrainConfig.tiny(), width=0.25)
+    trainer = Trainer(wider, load_test_image("starry_night.png"), tmp_path / "second", vgg_weights=tiny_vgg_weights,
+                      init_from=first_run[1])
+    with pytest.raises(InvalidInputError, match="width-0.125"):
+        trainer.train(data.list_photos(photo_dir), show_progress=False)
+
+
+def test_a_resumed_run_keeps_its_history_and_adds_a_segment(tmp_path, photo_dir, tiny_vgg_weights, first_run):
+    shutil.copytree(first_run[1].parent, tmp_path / "run")
+    _train_tiny_bundle(tmp_path / "run", photo_dir, tiny_vgg_weights, steps=4)
+    history = json.loads((tmp_path / "run" / "bundle.json").read_text())
+    assert [segment["steps"] for segment in history["segments"]] == ["0-2", "2-4"] and history["steps"] == 4
