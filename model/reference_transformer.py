@@ -5,7 +5,11 @@ weights (its `weights_dict()`), with the same output: that module computes it
 faster on CPU (fused norms, sub-pixel upsampling, blocked last conv);
 tests/test_reference_transformer.py holds the two equal. This form uses only
 ops that TensorFlow Lite has builtin kernels for, so the LiteRT export
-(`impasto.export.litert`) converts it.
+(`impasto.export.litert`) converts it. Two of its steps are spelt so that LiteRT's
+XNNPACK delegate runs them rather than the slow reference kernels (XNNPACK has no
+MIRROR_PAD or RESIZE_NEAREST_NEIGHBOR, and each op it lacks splits the network in
+two): reflection padding as slices and a concatenation (`reflect_pad`), and the
+nearest-neighbour x2 resize as four copies of each pixel unpacked by depth_to_space.
 
     9x9 conv -> 3x3 conv /2 -> 3x3 conv /2 -> 5 residual blocks
     -> x2 nearest resize + 3x3 conv -> x2 nearest resize + 3x3 conv -> 9x9 conv -> 255 * sigmoid
@@ -20,6 +24,17 @@ import tensorflow as tf
 
 from impasto.model.instance_norm import EPSILON
 from impasto.model.transformer import MIN_SIDE
+
+
+def reflect_pad(x: tf.Tensor, pad: int) -> tf.Tensor:
+    """``tf.pad(x, ..., mode="REFLECT")`` of [N, H, W, C] by `pad` (< H, W) on each side of H and W, by slices:
+    rows ``pad, ..., 1``, the image, rows ``H - 2, ..., H - 1 - pad``, then the same for columns."""
+    for axis in (1, 2):
+        def line(index: int) -> tf.Tensor:  # Row or column `index` (negative: from the end), kept as an axis.
+            return x[(slice(None),) * axis + (slice(index, index + 1),)]
+        x = tf.concat([line(index) for index in range(pad, 0, -1)] + [x] + [line(-index) for index in range(2, pad + 2)],
+                      axis=axis)
+    return x
 
 
 def instance_norm(x: tf.Tensor) -> tf.Tensor:
@@ -48,8 +63,7 @@ class ConvLayer(tf.Module):
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """[N, H, W, C_in] -> [N, H / stride, W / stride, C_out]."""
-        pad = self.kernel.shape[0] // 2
-        x = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        x = reflect_pad(x, self.kernel.shape[0] // 2)
         x = tf.nn.conv2d(x, self.kernel, strides=self.stride, padding="VALID") + self.bias
         if self.normalize:
             x = instance_norm(x) * self.scale + self.offset
@@ -76,8 +90,7 @@ class UpsampleLayer(tf.Module):
         self.conv = ConvLayer(weights, f"{prefix}/conv")
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
-        size = 2 * tf.shape(x)[1:3]
-        return self.conv(tf.image.resize(x, size, method="nearest"))
+        return self.conv(tf.nn.depth_to_space(tf.concat([x, x, x, x], axis=-1), 2))  # Each pixel to a 2x2 block.
 
 
 class ReferenceTransformer(tf.Module):

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from conftest import load_test_image
 from impasto.model.library import load_network
-from impasto.model.reference_transformer import ReferenceTransformer
+from impasto.model.reference_transformer import ReferenceTransformer, reflect_pad
 from impasto.model.transformer import TransformerNet
 
 # (height, width): multiples of 4, odd and other sizes (edge-padded inside), and one under MIN_SIDE.
@@ -62,3 +62,10 @@ def test_reference_refuses_weights_of_another_shape_of_network():
         ReferenceTransformer(weights)
     with pytest.raises(ValueError, match="unknown"):
         ReferenceTransformer({**TransformerNet(width=0.25).weights_dict(), "extra/kernel": np.zeros(1)})
+
+
+@pytest.mark.parametrize("pad", [1, 4])
+def test_reflect_pad_by_slices_equals_mirror_pad(pad):
+    x = tf.random.stateless_normal([2, 6, 9, 3], seed=(pad, 0))
+    expected = tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    np.testing.assert_array_equal(reflect_pad(x, pad).numpy(), expected.numpy())
