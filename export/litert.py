@@ -39,6 +39,9 @@ from impasto.model.transformer import TransformerNet
 
 FORMAT = "impasto-litert/1"
 
+_PIXELS = {"dtype": "float32", "layout": "NHWC", "shape": list(INPUT_SHAPE), "color": "RGB", "range": [0, 255]}
+"""The pixel contract of every file's input and output, as the side file states it."""
+
 CALIBRATION_LONG_SIDE = 256
 """Calibration and check photos are resized to this long side."""
 
@@ -219,10 +222,8 @@ def export_litert(network: TransformerNet, metadata: dict, out_dir: str | os.Pat
             "format": FORMAT, "style": metadata.get("style", name), "variant": variant_name,
             "description": variant.description, "file": model_path.name, "bytes": len(model),
             "sha256": hashlib.sha256(model).hexdigest(),
-            "input": {"dtype": "float32", "layout": "NHWC", "shape": list(INPUT_SHAPE), "color": "RGB",
-                      "range": [0, 255], "sizes": "any height and width (resize the input tensor)"},
-            "output": {"dtype": "float32", "layout": "NHWC", "shape": list(INPUT_SHAPE), "color": "RGB",
-                       "range": [0, 255], "sizes": "the input's"},
+            "input": {**_PIXELS, "sizes": "any height and width (resize the input tensor)"},
+            "output": {**_PIXELS, "sizes": "the input's"},
             "operators": sorted(operators),
             "source": source, "source_weights_sha256": digest, "width": metadata.get("width"),
             "check": {**check, "bound": variant.bound(), "photos": len(calibration_images),
@@ -240,5 +241,9 @@ def export_litert(network: TransformerNet, metadata: dict, out_dir: str | os.Pat
             side["reason"] = (f"PSNR {check['psnr_db']} dB, mean error {check['mean_abs_error']} against the "
                               f"TensorFlow network on the calibration photos misses the bound {variant.bound()}")
             report(f"not written: {model_path.name}: {side['reason']}")
+            for stale in (model_path, model_path.with_suffix(".json")):  # An earlier export's, which would mislead.
+                if stale.exists():
+                    stale.unlink()
+                    report(f"removed {stale}, from an earlier export")
         results[variant_name] = side
     return results
