@@ -208,3 +208,14 @@ def test_other_bad_tflite_files_exit_2_with_a_clear_message(tmp_path, data_dir, 
                 "missing": "no such .tflite file"}.get(damage, "not a valid LiteRT model")
     assert f"{model}: {expected}" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_tiling_flags_with_a_tflite_file_exit_2(tmp_path, data_dir, capsys, tiny_export):
+    from impasto.model import cli as stylize_cli
+
+    out_dir, _ = tiny_export
+    out = tmp_path / "out.png"
+    argv = ["--model", str(out_dir / "tiny-float32.tflite"), str(data_dir / "coffee.png"), "--out", str(out)]
+    assert stylize_cli.run([*argv, "--tile", "64"]) == 2
+    assert "runs whole images only" in capsys.readouterr().err
+    assert not out.exists()
