@@ -1,16 +1,23 @@
-"""`impasto export`: a trained model -> a TensorFlow Serving SavedModel version, plus the server's config files.
+"""`impasto export`: a trained model -> a TensorFlow Serving SavedModel version (plus the server's config
+files), or LiteRT (TensorFlow Lite) files for phones and small devices.
 
     impasto export RUN_DIR_OR_BUNDLED_NAME --model-base MODELS_DIR --name NAME [--version N]
         [--no-xla] [--max-side 2048] [--tile-pixels N | --no-tile] [--tile-size 512]
 
 writes MODELS_DIR/NAME/<version>/ atomically and rewrites MODELS_DIR/models.config,
 batching_parameters.txt and monitoring.config. See docs/serving.md.
+
+    impasto export RUN_DIR_OR_BUNDLED_NAME --format tflite --out DIR [--name NAME]
+        [--variants float32,float16,int8,int8-full] [--calibration-photos PHOTO_DIR]
+
+writes DIR/NAME-VARIANT.tflite and DIR/NAME-VARIANT.json for each variant that meets
+its quality bound against the TensorFlow network. See docs/mobile.md.
 """
 
 import argparse
 from pathlib import Path
 
-from impasto.export import exporter, tfserving_config
+from impasto.export import exporter, litert, tfserving_config
 from impasto.export.signatures import ServingConfig
 from impasto.export.tfserving_config import BatchingConfig
 from impasto.model.cli_errors import EXIT_OK, reports_errors
@@ -19,13 +26,25 @@ from impasto.model.image_io import DEFAULT_MAX_PIXELS
 from impasto.model.library import load_network
 from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE
 
+DEFAULT_CALIBRATION_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="impasto export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="bundled model name, training run directory or .npz bundle")
-    parser.add_argument("--model-base", required=True, help="folder of served models (MODELS_DIR)")
-    parser.add_argument("--name", required=True, help="model name: the folder under MODELS_DIR and the TF Serving name")
+    parser.add_argument("--format", choices=("savedmodel", "tflite"), default="savedmodel",
+                        help="savedmodel (TensorFlow Serving, the default) or tflite (LiteRT)")
+    parser.add_argument("--model-base", help="savedmodel: folder of served models (MODELS_DIR); required")
+    parser.add_argument("--name", help="model name: savedmodel: the folder under MODELS_DIR and the TF Serving name "
+                                       "(required); tflite: the files' name (default: the style)")
+    litert_flags = parser.add_argument_group("tflite (LiteRT)")
+    litert_flags.add_argument("--out", help="folder to write the .tflite files and their .json side files to")
+    litert_flags.add_argument("--variants", default=",".join(litert.VARIANTS),
+                              help="comma-separated, from %(default)s (default: all)")
+    litert_flags.add_argument("--calibration-photos", default=str(DEFAULT_CALIBRATION_PHOTOS),
+                              help="photos to calibrate int8-full on and to check every variant against the "
+                                   "TensorFlow network on (default: the sample photos, data/samples/photos)")
     parser.add_argument("--version", type=int, help="version number (default: one more than the highest)")
     parser.add_argument("--no-xla", action="store_true", help="no XLA anywhere (for servers without XLA flags)")
     parser.add_argument("--max-side", type=int, default=2048,
@@ -70,6 +89,10 @@ def _batching_config(args) -> BatchingConfig | None:
 @reports_errors
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.format == "tflite":
+        return _run_litert(args)
+    if not args.model_base or not args.name:
+        raise InvalidInputError("--format savedmodel needs --model-base and --name")
     # Every check that can refuse the input runs before anything is written.
     serving = ServingConfig(max_side=args.max_side, max_pixels=args.max_pixels, jit_compile=not args.no_xla,
                             tile_pixels=None if args.no_tile else args.tile_pixels, tile_size=args.tile_size)
@@ -89,4 +112,21 @@ def run(argv: list[str]) -> int:
     print(f"exported {args.model} as {args.name} version {version_dir.name} to {version_dir} "
           f"({'XLA' if serving.jit_compile else 'no XLA'}; bucket sides {sides})")
     print("updated " + ", ".join(str(path) for path in written))
+    return EXIT_OK
+
+
+def _run_litert(args) -> int:
+    if not args.out:
+        raise InvalidInputError("--format tflite needs --out DIR")
+    variants = [variant.strip() for variant in args.variants.split(",") if variant.strip()]
+    unknown = sorted(set(variants).difference(litert.VARIANTS))
+    if unknown or not variants:
+        raise InvalidInputError(f"--variants {args.variants!r}: choose from {', '.join(litert.VARIANTS)}")
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInputError(f"--out {out_dir}: not a directory")
+    calibration_images = litert.load_calibration_photos(args.calibration_photos)
+    network, metadata = load_network(args.model)
+    name = exporter.check_model_name(args.name or metadata.get("style") or Path(args.model).stem)
+    litert.export_litert(network, metadata, out_dir, name, variants, calibration_images, source=args.model)
     return EXIT_OK

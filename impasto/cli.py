@@ -12,7 +12,7 @@ import sys
 SUBCOMMANDS = {
     "stylize": ("impasto.model.cli", "Stylize an image (optimization or a feed-forward model)."),
     "train": ("impasto.training.cli", "Train a feed-forward model for one style."),
-    "export": ("impasto.export.cli", "Export a trained model as a TensorFlow Serving SavedModel."),
+    "export": ("impasto.export.cli", "Export a trained model for TensorFlow Serving or as LiteRT (.tflite) files."),
     "serve": ("impasto.serving.server_cli", "Serve exported models over gRPC and REST, like tensorflow_model_server."),
     "client": ("impasto.serving.client_cli", "Stylize files through a running server."),
 }

@@ -28,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-pixels", type=int, default=image_io.DEFAULT_MAX_PIXELS,
                         help="refuse input images whose header claims more pixels (default %(default)s)")
     fast = parser.add_argument_group("fast (feed-forward)")
-    fast.add_argument("--model", help="bundled model name, training run directory or .npz bundle")
+    fast.add_argument("--model", help="bundled model name, training run directory, .npz bundle, or a .tflite file "
+                                      "(run in the LiteRT runtime; see impasto export --format tflite)")
     fast.add_argument("--strength", type=float, default=1.0, help="0..1: blend from the content to the full style")
     tiling = parser.add_argument_group("tiling (large images; the result is the same as untiled)")
     tiles = tiling.add_mutually_exclusive_group()
@@ -111,8 +112,16 @@ def _run_fast(args, content_image):
         raise InvalidInputError(f"--strength must be between 0 and 1, not {args.strength}")
     if args.size:
         content_image = image_io.resize_long_side(content_image, args.size)
-    network, _ = load_network(args.model)
-    stylizer = FastStylizer(network, tiling=_tiling(args, DEFAULT_TILE_PIXELS))
+    if Path(args.model).suffix == ".tflite":
+        from impasto.model.litert_runtime import LiteRTStylizer
+
+        if args.tile is not None or args.tile_pixels is not None:
+            raise InvalidInputError("--tile and --tile-pixels: a .tflite model runs whole images only (LiteRT "
+                                    "has no tiled form yet); use the bundled model or .npz bundle to tile")
+        stylizer = LiteRTStylizer(args.model)
+    else:
+        network, _ = load_network(args.model)
+        stylizer = FastStylizer(network, tiling=_tiling(args, DEFAULT_TILE_PIXELS))
     return stylizer.stylize(content_image, strength=args.strength, preserve_color=args.preserve_color)
 
 

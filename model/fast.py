@@ -58,13 +58,19 @@ class FastStylizer:
             float32 [N, H, W, 3] in [0, 255].
         """
         images = tf.convert_to_tensor(images, tf.float32)
-        stylized = self._run_network(images)
-        if preserve_color:
-            stylized = color.transfer_luminance(stylized, images)
-        if strength != 1.0:
-            stylized = color.blend(stylized, images, strength)
-        return tf.clip_by_value(stylized, 0.0, 255.0)
+        return apply_output_controls(self._run_network(images), images, strength, preserve_color)
 
     def stylize(self, image: np.ndarray, **options) -> np.ndarray:
         """Stylizes one float32 [H, W, 3] image in [0, 255]; returns the same shape."""
         return self.stylize_batch(image[None], **options)[0].numpy()
+
+
+def apply_output_controls(stylized: tf.Tensor, images: tf.Tensor, strength: float = 1.0,
+                          preserve_color: bool = False) -> tf.Tensor:
+    """The network's output `stylized` for `images` (float32 [N, H, W, 3] in [0, 255] both) after the
+    `FastStylizer.stylize_batch` options, clipped to [0, 255]."""
+    if preserve_color:
+        stylized = color.transfer_luminance(stylized, images)
+    if strength != 1.0:
+        stylized = color.blend(stylized, images, strength)
+    return tf.clip_by_value(stylized, 0.0, 255.0)

@@ -1,0 +1,70 @@
+"""Runs an exported transformer network (a ``.tflite`` file) in the LiteRT runtime, ``ai-edge-litert``.
+
+The files come from ``impasto export --format tflite`` (`impasto.export.litert`);
+all of them share one input contract, `INPUT_SHAPE` float32 RGB in [0, 255], any
+height and width, and give the same shape and range out. The interpreter runs
+with XNNPACK (LiteRT's default CPU delegate) and is resized to each input size.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from impasto.model.errors import InvalidInputError
+
+INPUT_SHAPE = (1, -1, -1, 3)
+"""Every exported file's input and output: [1, H, W, 3] (-1: any size), float32 RGB in [0, 255]."""
+
+DEFAULT_THREADS = 2
+
+
+class LiteRTStylizer:
+    """One ``.tflite`` stylization network in a LiteRT interpreter.
+
+    Args:
+        path: the ``.tflite`` file.
+        threads: CPU threads for XNNPACK.
+
+    Raises:
+        InvalidInputError: the file is missing, not a LiteRT model (malformed or
+            truncated), or not a network with `INPUT_SHAPE` in and out.
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InvalidInputError(f"{self.path}: no such .tflite file")
+        try:
+            self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+        except ValueError as error:
+            raise InvalidInputError(f"{self.path}: not a valid LiteRT model ({error}); "
+                                    "re-export it with `impasto export --format tflite`") from None
+        inputs, outputs = self._interpreter.get_input_details(), self._interpreter.get_output_details()
+        shapes = [tuple(detail["shape_signature"]) for detail in inputs + outputs]
+        types = [detail["dtype"] for detail in inputs + outputs]
+        if len(inputs) != 1 or len(outputs) != 1 or set(shapes) != {INPUT_SHAPE} or set(types) != {np.float32}:
+            raise InvalidInputError(f"{self.path}: not an impasto stylization network (inputs and outputs "
+                                    f"{shapes} {[t.__name__ for t in types]}; expected one float32 {list(INPUT_SHAPE)} each)")
+        self._input, self._output = inputs[0]["index"], outputs[0]["index"]
+        self._allocated_shape = None
+
+    def stylize(self, image: np.ndarray, strength: float = 1.0, preserve_color: bool = False) -> np.ndarray:
+        """Stylizes one float32 [H, W, 3] image in [0, 255], with `FastStylizer`'s output options; the same shape."""
+        from impasto.model.fast import apply_output_controls
+
+        stylized = self.run(image)[None]
+        return apply_output_controls(stylized, image[None], strength, preserve_color)[0].numpy()
+
+    def run(self, image: np.ndarray) -> np.ndarray:
+        """The network alone: float32 [H, W, 3] in [0, 255] -> the stylized image, the same shape and range."""
+        batch = np.ascontiguousarray(image[None], dtype=np.float32)
+        if batch.shape != self._allocated_shape:
+            self._interpreter.resize_tensor_input(self._input, batch.shape, strict=False)
+            self._interpreter.allocate_tensors()
+            self._allocated_shape = batch.shape
+        self._interpreter.set_tensor(self._input, batch)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output)[0]

@@ -1,0 +1,221 @@
+"""LiteRT export: every variant converts to builtin ops, runs in the real `ai-edge-litert` interpreter and
+matches the TensorFlow network; `impasto export --format tflite` and `impasto stylize --model X.tflite`
+end to end."""
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO_ROOT, load_test_image
+from impasto.export import cli as export_cli
+from impasto.export import litert
+from impasto.model.files import atomic_write_bytes
+from impasto.model.litert_runtime import LiteRTStylizer
+from impasto.model.transformer import TransformerNet
+
+IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
+CALIBRATION_PHOTOS = REPO_ROOT / "data" / "samples" / "photos"
+
+# Every operator the export may use: all builtins. A Select TF (Flex) op would show as CUSTOM:Flex...
+BUILTIN_OPERATORS = {"ADD", "CONCATENATION", "CONV_2D", "DEPTH_TO_SPACE", "DEQUANTIZE", "FLOOR_DIV", "LOGISTIC",
+                     "MAXIMUM", "MEAN", "MUL", "PACK", "QUANTIZE", "RSQRT", "SHAPE", "SQUARED_DIFFERENCE",
+                     "STRIDED_SLICE", "SUB", "TILE"}
+
+
+def _real_photos() -> list[np.ndarray]:
+    """Two real photos, float32 [H, W, 3]: one square, one non-square whose sides are not multiples of 4."""
+    return [load_test_image("chelsea.png")[:128, :128], load_test_image("coffee.png")[:122, :197]]
+
+
+@pytest.fixture(scope="module")
+def tiny_network() -> TransformerNet:
+    return TransformerNet(width=0.125, seed=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_network, tmp_path_factory):
+    """The tiny network exported in every variant (calibrated on the sample photos): (directory, results).
+
+    An int8-full file from an earlier export is there first: the export must replace or remove it."""
+    out = tmp_path_factory.mktemp("litert")
+    (out / "tiny-int8-full.tflite").write_bytes(b"an earlier export")
+    calibration = litert.load_calibration_photos(CALIBRATION_PHOTOS, long_side=96)
+    results = litert.export_litert(tiny_network, {"style": "tiny", "width": 0.125}, out, "tiny", list(litert.VARIANTS),
+                                   calibration, source="test", report=lambda line: None)
+    return out, results
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tiny_network) -> dict[str, bytes]:
+    """Every variant of the tiny network converted, whether or not an export would ship it."""
+    calibration = litert.load_calibration_photos(CALIBRATION_PHOTOS, long_side=96)
+    return {variant: litert.convert(tiny_network, variant, calibration) for variant in litert.VARIANTS}
+
+
+@pytest.fixture(scope="module")
+def tiny_comparisons(tiny_network, tiny_models, tmp_path_factory):
+    """Each variant of `tiny_models` in LiteRT against the network on `_real_photos`."""
+    out = tmp_path_factory.mktemp("compare")
+    photos = _real_photos()
+    expected = [tiny_network(photo[None])[0].numpy() for photo in photos]
+    comparisons = {}
+    for variant, model in tiny_models.items():
+        atomic_write_bytes(out / f"{variant}.tflite", model)
+        comparisons[variant] = litert.compare_with_network(out / f"{variant}.tflite", photos, expected)
+    return comparisons
+
+
+@pytest.mark.parametrize("variant", list(litert.VARIANTS))
+def test_every_variant_uses_builtin_ops_only(tiny_models, variant):
+    operators = litert.operator_names(tiny_models[variant])
+    assert operators <= BUILTIN_OPERATORS, operators - BUILTIN_OPERATORS
+    assert {"CONV_2D", "DEPTH_TO_SPACE", "MEAN", "RSQRT"} <= operators
+    assert ("QUANTIZE" in operators) == (variant == "int8-full")
+
+
+def test_operator_names_sees_select_tf_ops():
+    import tensorflow as tf
+
+    function = tf.function(tf.linalg.det, input_signature=[tf.TensorSpec([3, 3], tf.float32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+    assert litert.operator_names(converter.convert()) == {"CUSTOM:FlexMatrixDeterminant"}
+
+
+def test_float32_matches_tensorflow_within_half_a_level(tiny_comparisons):
+    assert tiny_comparisons["float32"]["mean_abs_error"] <= 0.5
+
+
+def test_float16_reaches_45_db(tiny_comparisons):
+    assert tiny_comparisons["float16"]["psnr_db"] >= 45.0
+
+
+def test_dynamic_range_int8_reaches_35_db(tiny_comparisons):
+    assert tiny_comparisons["int8"]["psnr_db"] >= 35.0
+
+
+def test_full_integer_int8_is_reported_and_shipped_only_at_30_db(tiny_export, tiny_comparisons):
+    out, results = tiny_export
+    report = results["int8-full"]
+    print(f"int8-full, tiny network: {tiny_comparisons['int8-full']} on the test photos, "
+          f"{report['check']} on the calibration photos")
+    assert (out / "tiny-int8-full.tflite").exists() == report["written"] == (report["check"]["psnr_db"] >= 30.0)
+    if report["written"]:
+        assert (out / "tiny-int8-full.tflite").read_bytes() != b"an earlier export"
+    else:
+        assert "PSNR >= 30 dB" in report["reason"]
+        assert not (out / "tiny-int8-full.json").exists()
+
+
+def test_side_files_state_the_contract_and_source(tiny_export, tiny_network):
+    out, results = tiny_export
+    for variant in ("float32", "float16", "int8"):
+        side = json.loads((out / f"tiny-{variant}.json").read_text())
+        assert side == results[variant]
+        assert side["style"] == "tiny" and side["variant"] == variant
+        assert side["input"]["shape"] == [1, -1, -1, 3] and side["input"]["range"] == [0, 255]
+        assert side["input"]["dtype"] == "float32" and side["input"]["layout"] == "NHWC"
+        assert side["source_weights_sha256"] == litert.weights_digest(tiny_network)
+        assert side["bytes"] == (out / f"tiny-{variant}.tflite").stat().st_size
+    assert not [path for path in out.iterdir() if path.name.startswith(".")]  # No temporaries left.
+
+
+def test_runtime_takes_any_size_in_turn(tiny_export, tiny_network):
+    out, _ = tiny_export
+    stylizer = LiteRTStylizer(out / "tiny-float32.tflite")
+    for photo in _real_photos() + [_real_photos()[1][:7, :5], _real_photos()[0]]:
+        result = stylizer.run(photo)
+        assert result.shape == photo.shape
+        assert np.abs(result - tiny_network(photo[None])[0].numpy()).mean() <= 0.5
+
+
+def test_export_cli_writes_the_variants_asked_for(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert export_cli.run(["great_wave", "--format", "tflite", "--out", str(out), "--variants", "float16,int8"]) == 0
+    assert sorted(path.name for path in out.iterdir()) == [
+        "great_wave-float16.json", "great_wave-float16.tflite", "great_wave-int8.json", "great_wave-int8.tflite"]
+    side = json.loads((out / "great_wave-int8.json").read_text())
+    assert side["style"] == "great_wave" and side["source"] == "great_wave" and side["width"] == 0.5
+    assert side["check"]["psnr_db"] >= 35.0 and side["check"]["photos"] == 8
+    assert (out / "great_wave-float16.tflite").stat().st_size <= 1.5e6
+    assert (out / "great_wave-int8.tflite").stat().st_size <= 0.8e6
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--variants", "float16,int4"], "--variants"),
+    ([], "needs --out"),
+    (["--calibration-photos", "/nonexistent"], "not a directory"),
+])
+def test_export_cli_refuses_bad_flags_with_exit_2(tmp_path, capsys, flags, message):
+    out = tmp_path / "out"
+    flags = flags if flags == [] else [*flags, "--out", str(out)]
+    assert export_cli.run(["great_wave", "--format", "tflite", *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def _stylize(*args):
+    return subprocess.run([IMPASTO, "stylize", "--method", "fast", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_stylize_runs_a_tflite_file_like_the_network(tmp_path, data_dir, tiny_export, tiny_network):
+    out_dir, _ = tiny_export
+    out = tmp_path / "out.png"
+    finished = _stylize("--model", out_dir / "tiny-float32.tflite", data_dir / "coffee.png", "--out", out,
+                        "--no-progress")
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    photo = load_test_image("coffee.png")
+    expected = np.clip(tiny_network(photo[None])[0].numpy(), 0, 255)
+    written = np.asarray(Image.open(out), np.float32)
+    assert written.shape == photo.shape
+    assert np.abs(written - expected).mean() <= 1.0  # 0.5 from rounding to 8 bits.
+
+
+def test_a_truncated_tflite_file_exits_2_with_a_clear_message(tmp_path, data_dir, tiny_export):
+    out_dir, _ = tiny_export
+    good = (out_dir / "tiny-float16.tflite").read_bytes()
+    model = tmp_path / "bad.tflite"
+    model.write_bytes(good[:len(good) // 2])
+    out = tmp_path / "out.png"
+    finished = _stylize("--model", model, data_dir / "coffee.png", "--out", out)
+    assert finished.returncode == 2, finished.stderr[-2000:]
+    assert f"{model}: not a valid LiteRT model" in finished.stderr
+    assert "Traceback" not in finished.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "missing", "other network"])
+def test_other_bad_tflite_files_exit_2_with_a_clear_message(tmp_path, data_dir, capsys, damage):
+    """In process: the same `impasto stylize` entry point as the subprocess above."""
+    from impasto.model import cli as stylize_cli
+
+    model = tmp_path / "bad.tflite"
+    if damage == "other network":
+        import tensorflow as tf
+
+        function = tf.function(lambda x: x * 2.0, input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+        model.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()]).convert())
+    elif damage != "missing":
+        model.write_bytes({"garbage": b"not a flatbuffer" * 64, "empty": b""}[damage])
+    out = tmp_path / "out.png"
+    assert stylize_cli.run(["--model", str(model), str(data_dir / "coffee.png"), "--out", str(out)]) == 2
+    expected = {"other network": "not an impasto stylization network",
+                "missing": "no such .tflite file"}.get(damage, "not a valid LiteRT model")
+    assert f"{model}: {expected}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_tiling_flags_with_a_tflite_file_exit_2(tmp_path, data_dir, capsys, tiny_export):
+    from impasto.model import cli as stylize_cli
+
+    out_dir, _ = tiny_export
+    out = tmp_path / "out.png"
+    argv = ["--model", str(out_dir / "tiny-float32.tflite"), str(data_dir / "coffee.png"), "--out", str(out)]
+    assert stylize_cli.run([*argv, "--tile", "64"]) == 2
+    assert "runs whole images only" in capsys.readouterr().err
+    assert not out.exists()
