@@ -51,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--init-from", help="bundle every variant starts from (default: random weights)")
     parser.add_argument("--preset", default="cpu_small")
     parser.add_argument("--steps", type=int, default=300, help="steps of the reference recipe (batch 4, 192 px)")
+    parser.add_argument("--checkpoint-every", type=int, default=50, help="so that a stopped sweep resumes")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {sorted(VARIANTS)}")
     parser.add_argument("--photos", default=str(common.REPO_ROOT / "data/heldout"), help="held-out photos")
     parser.add_argument("--size", type=int, default=256, help="long side of the held-out photos when scored")
@@ -73,7 +74,7 @@ def train_variant(args, name: str) -> dict:
     steps = equal_compute_steps(flags, args.steps)
     command = [sys.executable, "-m", "impasto", "train", "--style", args.style, "--data", args.data,
                "--out", str(Path(args.runs) / name), "--preset", args.preset, "--steps", str(steps),
-               "--validation-photos", "0", "--no-progress", *flags]
+               "--validation-photos", "0", "--checkpoint-every", str(args.checkpoint_every), "--no-progress", *flags]
     if args.init_from:
         command += ["--init-from", args.init_from]
     common.log(" ".join(command))
