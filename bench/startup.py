@@ -30,6 +30,7 @@ Example:
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -55,6 +56,7 @@ from impasto.export.signatures import TARGETS  # noqa: E402
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES  # noqa: E402
 from impasto.model import image_io  # noqa: E402
 
+PHASES = ("startup", "first_request", "reload")
 BUNDLED = ("starry_night", "great_wave", "composition_viii", "the_night_cafe")
 PYTHON = Path(sys.executable)
 IMPASTO = PYTHON.parent / "impasto"
@@ -74,7 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--steady-seconds", type=float, default=30.0,
                         help="load before the reload starts, for the steady p99 (default 30)")
     parser.add_argument("--timeout", type=float, default=900.0, help="longest wait for one server (default 900 s)")
-    parser.add_argument("--work-dir", type=Path, help="keep exports and logs here (default: a temporary folder)")
+    parser.add_argument("--phases", default=",".join(PHASES), help="which figures (default %(default)s)")
+    parser.add_argument("--work-dir", type=Path,
+                        help="keep exports, logs and each phase's figures here, and reuse exports found there "
+                             "(default: a temporary folder)")
     return parser
 
 
@@ -91,15 +96,20 @@ def predict_request(model: str, image: bytes) -> predict_pb2.PredictRequest:
 
 
 def channel(target: str) -> grpc.Channel:
+    """A channel that retries a closed port every 0.1 s (gRPC's default backoff grows to 2 minutes)."""
     return grpc.insecure_channel(target, [("grpc.max_receive_message_length", -1),
-                                          ("grpc.max_send_message_length", -1)])
+                                          ("grpc.max_send_message_length", -1),
+                                          ("grpc.initial_reconnect_backoff_ms", 100),
+                                          ("grpc.min_reconnect_backoff_ms", 100),
+                                          ("grpc.max_reconnect_backoff_ms", 100)])
 
 
 def export_all(models: list[str], targets: list[str], warmup_sizes: str, root: Path) -> dict:
     """{target: models dir} with every model exported for that target (two exports at a time)."""
     folders = {target: root / f"models_{target}" for target in targets}
     jobs = [[str(IMPASTO), "export", model, "--model-base", str(folders[target]), "--name", model,
-             "--target", target, "--warmup-sizes", warmup_sizes] for target in targets for model in models]
+             "--target", target, "--warmup-sizes", warmup_sizes, "--version", "1"]
+            for target in targets for model in models if not (folders[target] / model / "1").is_dir()]
     running = []
     for job in jobs:
         common.log("exporting:", " ".join(job[2:]))
@@ -287,6 +297,11 @@ def reload_figures(models_dir: Path, model: str, args, root: Path) -> dict:
     }
 
 
+def _keep(root: Path, phase: str, figures: dict) -> None:
+    """Writes one phase's figures to the work folder, so a later phase's failure does not lose them."""
+    (root / f"{phase}.json").write_text(json.dumps(figures, default=str) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     models = [name for name in args.models.split(",") if name]
@@ -294,18 +309,19 @@ def main(argv: list[str] | None = None) -> int:
     with work_dir(args.work_dir, "impasto-bench-startup-") as root:
         bare_rss = bare_import_rss()
         folders = export_all(models, targets, args.warmup_sizes, root)
-        figures = {
-            "benchmark": "startup",
-            "models": models,
-            "warmup_sizes": args.warmup_sizes,
-            "bare_import_tensorflow_rss_bytes": bare_rss,
-            "startup": startup_figures(folders, models, args, root, bare_rss),
-        }
-        figures["first_request"] = {target: first_request_figures(folder, models[0], args, root, target)
-                                    for target, folder in folders.items()}
-        main_target = targets[0]
-        common.log(f"reload under {args.clients} clients ({main_target} export) ...")
-        figures["reload"] = reload_figures(folders[main_target], models[0], args, root)
+        figures = {"benchmark": "startup", "models": models, "warmup_sizes": args.warmup_sizes,
+                   "bare_import_tensorflow_rss_bytes": bare_rss}
+        phases = args.phases.split(",")
+        if "startup" in phases:
+            figures["startup"] = startup_figures(folders, models, args, root, bare_rss)
+            _keep(root, "startup", figures["startup"])
+        if "first_request" in phases:
+            figures["first_request"] = {target: first_request_figures(folder, models[0], args, root, target)
+                                        for target, folder in folders.items()}
+            _keep(root, "first_request", figures["first_request"])
+        if "reload" in phases:
+            common.log(f"reload under {args.clients} clients ({targets[0]} export) ...")
+            figures["reload"] = reload_figures(folders[targets[0]], models[0], args, root)
         figures["environment"] = common.environment()
     common.print_json(figures)
     return 0

@@ -8,8 +8,9 @@ these settings change nothing for a default (CPU-target) export.
   compiles is written there as ``xla_compile_cache__<hashes>__<device>.pb`` and
   read back instead of compiled the next time the same function meets the same
   shapes, in this process, after a restart or in another server sharing the
-  directory. TensorFlow reads ``TF_XLA_FLAGS`` when it first compiles, so setting it
-  after import, before any model loads, is enough.
+  directory. TensorFlow reads ``TF_XLA_FLAGS`` once, when it first needs any XLA
+  flag (listing the devices is enough), so `impasto.cli` applies ``--xla_cache_dir``
+  (`cache_dir_in`) before it imports TensorFlow.
 - `disable_compilation`: what tensorflow_model_server does unless it is started with
   ``--xla_cpu_compilation_enabled`` or ``--xla_gpu_compilation_enabled``
   (TensorFlow's ``tensorflow::DisableXlaCompilation``): every must-compile function
@@ -21,10 +22,10 @@ import ctypes
 import os
 from pathlib import Path
 
-import tensorflow as tf
-
 from impasto.model.errors import InvalidInputError
 
+CACHE_DIR_OPTION = "--xla_cache_dir"
+"""`impasto serve`'s flag naming the cache directory."""
 FLAGS_VARIABLE = "TF_XLA_FLAGS"
 CACHE_DIRECTORY_FLAG = "--tf_xla_persistent_cache_directory"
 _DISABLE_SYMBOL = "_ZN10tensorflow21DisableXlaCompilationEv"  # tensorflow::DisableXlaCompilation()
@@ -56,12 +57,28 @@ def use_compilation_cache(directory: str | os.PathLike, environ=os.environ) -> s
     return flags
 
 
+def cache_dir_in(argv: list[str]) -> str | None:
+    """The value of ``--xla_cache_dir DIR`` or ``--xla_cache_dir=DIR`` in `impasto serve`'s arguments, if any.
+
+    For `impasto.cli`, which must set ``TF_XLA_FLAGS`` before TensorFlow is imported, so
+    before `impasto.serving.server_cli` (which defines and checks the flag) can parse it.
+    """
+    for index, argument in enumerate(argv):
+        if argument == CACHE_DIR_OPTION and index + 1 < len(argv):
+            return argv[index + 1]
+        if argument.startswith(CACHE_DIR_OPTION + "="):
+            return argument.split("=", 1)[1]
+    return None
+
+
 def disable_compilation() -> None:
     """Makes every later XLA compile in this process fail, as in a tensorflow_model_server without XLA flags.
 
     Raises:
         RuntimeError: this TensorFlow build does not export the switch.
     """
+    import tensorflow as tf  # Not at the top: `cache_dir_in` and `use_compilation_cache` run before TensorFlow loads.
+
     try:
         library = ctypes.CDLL(os.path.join(os.path.dirname(tf.__file__), _LIBRARY))
         switch = getattr(library, _DISABLE_SYMBOL)

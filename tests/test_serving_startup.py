@@ -8,6 +8,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from impasto.export import keys
 from impasto.export.exporter import export_model
 from impasto.export.signatures import ServingConfig
+from impasto.serving import xla
 
 WARMUP = ((64, 48),)
 
@@ -79,3 +80,12 @@ def test_an_unwritable_xla_cache_dir_exits_2(start_server, models, tmp_path):
     server = start_server(["--model_base_path", models["cpu"], "--xla_cache_dir", blocker / "cache"], wait=False)
     assert server.process.wait(timeout=120) == 2
     assert "--xla_cache_dir" in server.log() or "XLA cache directory" in server.log()
+
+
+def test_the_cache_flag_is_found_before_tensorflow_loads():
+    assert xla.cache_dir_in(["--port", "1", "--xla_cache_dir", "/c"]) == "/c"
+    assert xla.cache_dir_in(["--xla_cache_dir=/d"]) == "/d"
+    assert xla.cache_dir_in(["--model_base_path", "m"]) is None
+    environ = {xla.FLAGS_VARIABLE: "--tf_xla_async_compilation=false"}
+    assert xla.use_compilation_cache("/tmp", environ).endswith("--tf_xla_persistent_cache_directory=/tmp")
+    assert xla.use_compilation_cache("/elsewhere", environ) == environ[xla.FLAGS_VARIABLE]  # The first one stays.
