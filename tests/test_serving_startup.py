@@ -67,7 +67,8 @@ def test_gpu_target_needs_xla_where_serving_noxla_does_not(models, start_server,
 def test_xla_cache_dir_keeps_the_gpu_exports_compiled_programs(models, start_server, small_images, tmp_path):
     cache = tmp_path / "xla_cache"
     server = start_server(["--model_base_path", models["gpu"], "--model_name", "style", "--xla_cache_dir", cache,
-                           "--file_system_poll_wait_seconds", "0"], rest=False)
+                           "--file_system_poll_wait_seconds", "0"], rest=False, wait=False)
+    server.wait_ready(timeout=600)  # XLA compiles while it loads; a busy shared machine can take minutes.
     assert _predict(server, "style", small_images["koala.png"]).startswith(b"\x89PNG")
     programs = list(cache.glob("xla_compile_cache__*.pb"))
     assert programs, server.log()  # Written by the warmup's compile.
