@@ -66,8 +66,8 @@ def export_tiny(work: Path) -> tuple[Path, Path]:
     from impasto.model.transformer import TransformerNet
 
     network, metadata = TransformerNet(width=0.125, seed=0), {"width": 0.125, "style": "random"}
-    config = ServingConfig(max_side=64, ladder=(64,), jit_compile=False)
-    export_model(network, metadata, work / "models" / MODEL, 1, config, source="random")
+    config = ServingConfig(max_side=64, ladder=(64,), target="cpu")
+    export_model(network, metadata, work / "models" / MODEL, 1, config, source="random", warmup_sizes=((64, 64),))
     write_bundle(network, metadata, work / "tiny.npz")
     return work / "models" / MODEL, work / "tiny.npz"
 

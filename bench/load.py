@@ -78,7 +78,8 @@ def export(args, models_dir: Path) -> Path:
         network, metadata = TransformerNet(width=args.width), {"width": args.width, "style": "random"}
     config = ServingConfig(max_side=max(args.sizes), ladder=tuple(sorted(args.sizes)))
     common.log(f"exporting width {metadata['width']} with bucket sides {config.bucket_sides} ...")
-    export_model(network, metadata, models_dir / args.model, 1, config, source=args.source or "random")
+    export_model(network, metadata, models_dir / args.model, 1, config, source=args.source or "random",
+                 warmup_sizes=tuple((size, size) for size in args.sizes))
     return models_dir / args.model
 
 

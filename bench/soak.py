@@ -73,9 +73,9 @@ def export(work: Path, width: float, xla: bool) -> Path:
     from impasto.export.signatures import ServingConfig
     from impasto.model.transformer import TransformerNet
 
-    config = ServingConfig(max_side=128, ladder=(64,), jit_compile=xla)
+    config = ServingConfig(max_side=128, ladder=(64,), target="gpu" if xla else "cpu")
     export_model(TransformerNet(width=width, seed=0), {"width": width, "style": "random"}, work / MODEL, 1, config,
-                 source="random")
+                 source="random", warmup_sizes=((64, 64), (128, 128)))
     return work / MODEL
 
 

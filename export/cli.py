@@ -2,7 +2,8 @@
 files), or LiteRT (TensorFlow Lite) files for phones and small devices.
 
     impasto export RUN_DIR_OR_BUNDLED_NAME --model-base MODELS_DIR --name NAME [--version N]
-        [--no-xla] [--max-side 2048] [--tile-pixels N | --no-tile] [--tile-size 512]
+        [--target cpu|gpu] [--warmup-sizes 256x256,512x512] [--max-side 2048]
+        [--tile-pixels N | --no-tile] [--tile-size 512]
 
 writes MODELS_DIR/NAME/<version>/ atomically and rewrites MODELS_DIR/models.config,
 batching_parameters.txt and monitoring.config. See docs/serving.md.
@@ -18,7 +19,8 @@ import argparse
 from pathlib import Path
 
 from impasto.export import exporter, litert, tfserving_config
-from impasto.export.signatures import ServingConfig
+from impasto.export.signatures import CPU_TARGET, TARGETS, ServingConfig
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes
 from impasto.export.tfserving_config import BatchingConfig
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
@@ -46,9 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
                               help="photos to calibrate int8-full on and to check every variant against the "
                                    "TensorFlow network on (default: the sample photos, data/samples/photos)")
     parser.add_argument("--version", type=int, help="version number (default: one more than the highest)")
-    parser.add_argument("--no-xla", action="store_true", help="no XLA anywhere (for servers without XLA flags)")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--target", choices=TARGETS, default=CPU_TARGET,
+                        help="cpu (default): no XLA, runs on any tensorflow_model_server; gpu: the network "
+                             "XLA-compiled in serving_default (serve with --xla_gpu_compilation_enabled=true)")
+    target.add_argument("--no-xla", dest="target", action="store_const", const=CPU_TARGET,
+                        help="same as --target cpu")
+    parser.add_argument("--warmup-sizes", default=",".join(f"{h}x{w}" for h, w in DEFAULT_WARMUP_SIZES),
+                        help="HEIGHTxWIDTH,... of the warmup requests the server replays at load "
+                             "(default %(default)s; '' for none)")
     parser.add_argument("--max-side", type=int, default=2048,
-                        help="largest XLA bucket side; longer inputs are tiled (default 2048)")
+                        help="largest bucket side; longer inputs are tiled (default 2048)")
     tiles = parser.add_mutually_exclusive_group()
     tiles.add_argument("--tile-pixels", type=int, default=DEFAULT_TILE_PIXELS,
                        help="inputs with more pixels are tiled, seam-free, at their own size (default %(default)s)")
@@ -94,8 +104,9 @@ def run(argv: list[str]) -> int:
     if not args.model_base or not args.name:
         raise InvalidInputError("--format savedmodel needs --model-base and --name")
     # Every check that can refuse the input runs before anything is written.
-    serving = ServingConfig(max_side=args.max_side, max_pixels=args.max_pixels, jit_compile=not args.no_xla,
+    serving = ServingConfig(max_side=args.max_side, max_pixels=args.max_pixels, target=args.target,
                             tile_pixels=None if args.no_tile else args.tile_pixels, tile_size=args.tile_size)
+    warmup_sizes = parse_sizes(args.warmup_sizes)
     batching = _batching_config(args)
     models_dir = Path(args.model_base)
     if models_dir.exists() and not models_dir.is_dir():
@@ -106,11 +117,13 @@ def run(argv: list[str]) -> int:
     previous = tfserving_config.read_models_config(models_dir)
     network, metadata = load_network(args.model)
     version_dir = exporter.export_model(network, metadata, model_dir, version=args.version, config=serving,
-                                        source=args.model)
+                                        source=args.model, warmup_sizes=warmup_sizes)
     written = tfserving_config.write_server_files(models_dir, batching, args.serving_base_path, previous)
     sides = "/".join(str(side) for side in serving.bucket_sides)
+    warmed = ",".join(f"{h}x{w}" for h, w in warmup_sizes) or "none"
     print(f"exported {args.model} as {args.name} version {version_dir.name} to {version_dir} "
-          f"({'XLA' if serving.jit_compile else 'no XLA'}; bucket sides {sides})")
+          f"(target {serving.target}: {'XLA' if serving.jit_compile else 'no XLA'}; bucket sides {sides}; "
+          f"warmup {warmed})")
     print("updated " + ", ".join(str(path) for path in written))
     return EXIT_OK
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 from impasto import __version__
 from impasto.export import keys
 from impasto.export.signatures import ServingConfig, StylizeModule
-from impasto.export.warmup import write_warmup_file
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, write_warmup_file
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_directory
 from impasto.model.transformer import TransformerNet
@@ -57,7 +57,8 @@ def next_version(model_dir: str | os.PathLike) -> int:
 
 
 def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.PathLike, version: int | None = None,
-                 config: ServingConfig = ServingConfig(), source: str = "") -> Path:
+                 config: ServingConfig = ServingConfig(), source: str = "",
+                 warmup_sizes: tuple[tuple[int, int], ...] = DEFAULT_WARMUP_SIZES) -> Path:
     """Writes one SavedModel version of `network`.
 
     Args:
@@ -65,8 +66,9 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
         metadata: what `impasto.model.library.load_network` returned with it (style, width, ...).
         model_dir: ``<models_dir>/<name>``; its last component is the TF Serving model name.
         version: the version number; default `next_version(model_dir)`.
-        config: input handling and XLA settings of the signatures.
+        config: input handling and the target (XLA or not) of the signatures.
         source: where the network came from (recorded in the metadata file).
+        warmup_sizes: (height, width) of the warmup requests, one each (see `impasto.export.warmup`).
 
     Returns:
         The version directory.
@@ -87,8 +89,8 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
         with atomic_directory(final) as tmp_dir:
             tf.saved_model.save(module.saved_root(), str(tmp_dir), signatures=module.signatures())
             extra = tmp_dir / keys.ASSETS_EXTRA
-            write_warmup_file(extra / keys.WARMUP_FILE, config.buckets, name)
-            description = describe(metadata, name, version, config, source)
+            write_warmup_file(extra / keys.WARMUP_FILE, warmup_sizes, name)
+            description = describe(metadata, name, version, config, source, warmup_sizes)
             (extra / keys.METADATA_FILE).write_text(json.dumps(description, indent=2, default=str) + "\n")
             _pause_for_tests(tmp_dir)
     except FileExistsError:
@@ -96,7 +98,8 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
     return final
 
 
-def describe(metadata: dict, name: str, version: int, config: ServingConfig, source: str) -> dict:
+def describe(metadata: dict, name: str, version: int, config: ServingConfig, source: str,
+             warmup_sizes: tuple[tuple[int, int], ...]) -> dict:
     """The content of ``assets.extra/impasto_export.json``."""
     return {
         "model_name": name,
@@ -107,6 +110,7 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "impasto_version": __version__,
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "signatures": [keys.SERVING_DEFAULT, keys.SERVING_NOXLA, keys.STYLIZE_TENSOR, keys.STYLIZE_CONTROLS],
+        "target": config.target,
         "xla": config.jit_compile,
         "max_side": config.max_side,
         "max_pixels": config.max_pixels,
@@ -114,6 +118,8 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "tile_pixels": config.tile_pixels,
         "tile_size": config.tile_size,
         "buckets": [list(bucket) for bucket in config.buckets],
+        "warmup_sizes": [list(size) for size in warmup_sizes],
+        "warmup_buckets": sorted({config.bucket_of(*size) for size in warmup_sizes} - {None}),
         "training": metadata,
     }
 

@@ -8,9 +8,9 @@ PREDICT_METHOD_NAME = "tensorflow/serving/predict"
 
 # Signatures.
 SERVING_DEFAULT = "serving_default"
-"""Encoded images in, PNG bytes out; XLA-compiled network."""
+"""Encoded images in, PNG bytes out; the network XLA-compiled in a GPU-target export only."""
 SERVING_NOXLA = "serving_noxla"
-"""Same as SERVING_DEFAULT without XLA (for servers started without XLA flags)."""
+"""Same as SERVING_DEFAULT, never XLA-compiled (a GPU-target export on a server without XLA flags)."""
 STYLIZE_TENSOR = "stylize_tensor"
 """float32 [N, H, W, 3] in [0, 255] in and out, for same-size batches."""
 STYLIZE_CONTROLS = "stylize_controls"

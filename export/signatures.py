@@ -4,8 +4,8 @@ Signatures (names and tensor keys are the constants of `impasto.export.keys`):
 
 - ``serving_default``: ``image_bytes`` tf.string [N] (JPEG, PNG, GIF first frame or
   BMP, each of any size) -> ``stylized_image_bytes`` tf.string [N], PNG, each at its
-  own input's size. The network is XLA-compiled.
-- ``serving_noxla``: the same, with the network not XLA-compiled.
+  own input's size. The network is XLA-compiled in a GPU-target export only.
+- ``serving_noxla``: the same, never XLA-compiled.
 - ``stylize_tensor``: ``images`` float32 [N, H, W, 3] in [0, 255] -> ``stylized_images``
   float32 [N, H, W, 3] in [0, 255].
 - ``stylize_controls``: ``serving_default`` plus ``strength`` float32 [N] (0..1, blend
@@ -24,10 +24,22 @@ statistics shared by all tiles (`impasto.model.tiling`): no seams, and the same
 result as the whole image would give. With tiling off (tile_pixels None) they are
 scaled down to max_side for the network and the result scaled back up.
 
-Only the bucketed network runs inside the XLA-compiled function (``jit_compile=True``),
-and it only ever sees bucket-sized inputs, so XLA compiles at most one program per
-bucket pair (per batch size, for ``stylize_tensor``). Decoding, resizing, tiling and
-encoding stay outside the compiled region.
+The export target decides where XLA runs (`ServingConfig.target`):
+
+- ``cpu`` (the default): nothing is XLA-compiled. Every signature runs TensorFlow's
+  own kernels (oneDNN on x86), which need no compile, were faster than XLA on the
+  CPUs measured, and work on a stock tensorflow_model_server without XLA flags.
+- ``gpu``: the bucketed network of ``serving_default``, ``stylize_tensor`` and
+  ``stylize_controls`` runs inside an XLA-compiled function (``jit_compile=True``);
+  ``serving_noxla`` keeps the plain network. The compiled function only ever sees
+  bucket-sized inputs, so XLA compiles at most one program per bucket pair (per batch
+  size, for ``stylize_tensor``). Decoding, resizing, tiling and encoding stay outside
+  the compiled region.
+
+The tiled path is a function of its own that is never inlined (``_noinline``): the
+server builds and optimizes it on the first large image, not while the version
+loads (inlined, its copies of the network doubled the graph the first call of
+every signature optimizes: about 2x the first-call time).
 
 Decoding matches `impasto.model.image_io` where TensorFlow allows: PNG transparency is
 flattened onto white, animated GIFs give their first frame. Unlike image_io, EXIF
@@ -49,6 +61,11 @@ from impasto.model.transformer import MIN_SIDE, TransformerNet
 
 DEFAULT_LADDER = (256, 384, 512, 768, 1024, 1536, 2048)
 """Bucket sides, in pixels, before `ServingConfig.max_side` caps them."""
+CPU_TARGET = "cpu"
+"""Export target: no XLA anywhere (TensorFlow's own kernels; any tensorflow_model_server)."""
+GPU_TARGET = "gpu"
+"""Export target: the network XLA-compiled in every signature but ``serving_noxla``."""
+TARGETS = (CPU_TARGET, GPU_TARGET)
 
 _HEADER_LENGTH = 32
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,7 +82,8 @@ class ServingConfig:
         max_side: the largest bucket side. Inputs with a longer side are tiled (or,
             with tiling off, scaled down to it and the result scaled back up).
         max_pixels: refuse encoded images whose header claims more pixels than this.
-        jit_compile: XLA-compile the network in every signature but ``serving_noxla``.
+        target: ``cpu`` (no XLA) or ``gpu`` (XLA-compile the network in every signature but
+            ``serving_noxla``); see the module doc.
         ladder: candidate bucket sides (multiples of 4, at least 16, increasing).
         tile_pixels: tile inputs with more pixels than this; None: never tile.
         tile_size: core side of a tile (a multiple of 4, at least 16).
@@ -73,13 +91,15 @@ class ServingConfig:
 
     max_side: int = 2048
     max_pixels: int = DEFAULT_MAX_PIXELS
-    jit_compile: bool = True
+    target: str = CPU_TARGET
     ladder: tuple[int, ...] = DEFAULT_LADDER
     tile_pixels: int | None = DEFAULT_TILE_PIXELS
     tile_size: int = DEFAULT_TILE_SIZE
 
     def __post_init__(self):
         Tiling(self.tile_pixels, self.tile_size)  # Validates both.
+        if self.target not in TARGETS:
+            raise InvalidInputError(f"export target must be one of {', '.join(TARGETS)}, not {self.target!r}")
         if not MIN_SIDE <= self.max_side <= 16384:
             raise InvalidInputError(f"max side must be between {MIN_SIDE} and 16384 pixels, not {self.max_side}")
         if self.max_pixels < 1:
@@ -87,6 +107,11 @@ class ServingConfig:
         ladder = list(self.ladder)
         if ladder != sorted(set(ladder)) or any(side % 4 or side < MIN_SIDE for side in ladder):
             raise InvalidInputError(f"bucket ladder must increase and hold multiples of 4 >= {MIN_SIDE}: {ladder}")
+
+    @property
+    def jit_compile(self) -> bool:
+        """Whether the network is XLA-compiled (in every signature but ``serving_noxla``)."""
+        return self.target == GPU_TARGET
 
     @property
     def bucket_sides(self) -> tuple[int, ...]:
@@ -98,6 +123,15 @@ class ServingConfig:
     def buckets(self) -> tuple[tuple[int, int], ...]:
         """Every (height, width) bucket: one XLA program each (per batch size)."""
         return tuple(itertools.product(self.bucket_sides, self.bucket_sides))
+
+    def bucket_of(self, height: int, width: int) -> tuple[int, int] | None:
+        """The (height, width) bucket an image of that size runs the network in; None when it is tiled."""
+        longest = max(height, width)
+        if self.tile_pixels is not None and (longest > self.max_side or height * width > self.tile_pixels):
+            return None
+        scale = min(1.0, self.max_side / longest)  # As `StylizeModule._stylize_bucketed` fits it (--no-tile).
+        fitted = (max(1, round(height * scale)), max(1, round(width * scale)))
+        return tuple(min(side for side in self.bucket_sides if side >= length) for length in fitted)
 
 
 def mirror_pad(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
@@ -211,7 +245,7 @@ class _NetworkFunctions:
         self.plain = tf.function(network.__call__, input_signature=spec)
         self.xla = tf.function(lambda images, valid_size: network(images, valid_size, static_shapes=True),
                                input_signature=spec, jit_compile=True) if config.jit_compile else self.plain
-        self.tiled = tiled_function(network, config.tile_size)
+        self.tiled = tiled_function(network, config.tile_size, inline=False)
 
 
 class StylizeModule(tf.Module):

@@ -1,11 +1,18 @@
 """TensorFlow Serving warmup records: ``assets.extra/tf_serving_warmup_requests``.
 
 TensorFlow Serving replays these `PredictionLog` records when it loads a version,
-before the version takes traffic. One record per (height, width) size bucket, each a
-``serving_default`` request holding one flat grey PNG of exactly that size, makes
-XLA compile every program the bucketed signatures can need, so the first real
-request pays no compile cost. (``stylize_tensor`` compiles per batch size too; its
-first call per batch size and bucket is not warmed.)
+before the version takes traffic. Each is a ``serving_default`` request holding one
+flat grey PNG of a size chosen at export time (``impasto export --warmup-sizes``).
+
+The first record builds the signature's graph runtime, which every size needs; in a
+GPU-target export each record also makes XLA compile the program of its size's
+bucket. A few sizes that clients really send are enough: warming every bucket pair
+(49 with the default ladder, up to 2048 x 2048) kept a version out of service for
+minutes and left the server holding the largest activations' memory. Sizes not warmed
+still work: on the CPU target they need no compile at all, on the GPU target the
+first request of another bucket compiles its program (once per process, or once per
+cache directory with TensorFlow's persistent XLA cache) while other requests run.
+(``stylize_tensor`` compiles per batch size too; it is not warmed.)
 """
 
 import os
@@ -16,9 +23,32 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from impasto.export import keys
+from impasto.model.errors import InvalidInputError
 from impasto.model.image_io import encode_image
 
 _GREY = 128.0
+DEFAULT_WARMUP_SIZES = ((256, 256), (512, 512))
+"""(height, width) of the default warmup requests: the graph runtime is built by the first,
+and with the second the buckets of most web-sized photos' thumbnails and previews are compiled."""
+MAX_WARMUP_SIDE = 16384
+
+
+def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
+    """``"512x512,1024x768"`` -> ((512, 512), (1024, 768)), as (height, width); ``""`` -> ().
+
+    Raises:
+        InvalidInputError: an entry that is not HEIGHTxWIDTH with sides 1..16384.
+    """
+    sizes = []
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        height, _, width = entry.lower().partition("x")
+        if not (height.isdigit() and width.isdigit() and 1 <= int(height) <= MAX_WARMUP_SIDE
+                and 1 <= int(width) <= MAX_WARMUP_SIDE):
+            raise InvalidInputError(f"warmup size {entry!r}: use HEIGHTxWIDTH with sides from 1 to {MAX_WARMUP_SIDE}")
+        sizes.append((int(height), int(width)))
+    return tuple(sizes)
 
 
 def warmup_request(height: int, width: int, model_name: str) -> predict_pb2.PredictRequest:
@@ -30,13 +60,13 @@ def warmup_request(height: int, width: int, model_name: str) -> predict_pb2.Pred
     return request
 
 
-def write_warmup_file(path: str | os.PathLike, buckets, model_name: str) -> int:
-    """Writes one PredictionLog record per (height, width) bucket; returns how many."""
+def write_warmup_file(path: str | os.PathLike, sizes, model_name: str) -> int:
+    """Writes one PredictionLog record per (height, width) in `sizes`; returns how many."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with tf.io.TFRecordWriter(str(path)) as writer:
-        for height, width in buckets:
+        for height, width in sizes:
             log = prediction_log_pb2.PredictionLog(
                 predict_log=prediction_log_pb2.PredictLog(request=warmup_request(height, width, model_name)))
             writer.write(log.SerializeToString())

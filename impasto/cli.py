@@ -41,6 +41,19 @@ def _import_tensorflow_quietly() -> None:
         os.close(saved_stderr)
 
 
+def _use_xla_cache(serve_argv: list[str]) -> None:
+    """Applies `impasto serve --xla_cache_dir` before TensorFlow reads TF_XLA_FLAGS (see impasto.serving.xla)."""
+    from impasto.model.errors import InvalidInputError
+    from impasto.serving import xla
+
+    directory = xla.cache_dir_in(serve_argv)
+    if directory:
+        try:
+            xla.use_compilation_cache(directory)
+        except InvalidInputError:
+            pass  # `impasto serve` reports it (exit 2) when it checks its flags.
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parses the subcommand and hands the rest of the arguments to its module's `run(argv)`."""
     argv = sys.argv[1:] if argv is None else argv
@@ -63,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         from impasto.serving.memory import tune_malloc
 
         tune_malloc()
+        _use_xla_cache(argv[1:])
     _import_tensorflow_quietly()
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     try:

@@ -125,10 +125,16 @@ def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = D
     return stylized[:, :height, :width, :]
 
 
-def tiled_function(network: TransformerNet, tile_size: int = DEFAULT_TILE_SIZE):
-    """`tiled_stylize` as one `tf.function` of float32 [1, H, W, 3] images, traced once for every size."""
+def tiled_function(network: TransformerNet, tile_size: int = DEFAULT_TILE_SIZE, inline: bool = True):
+    """`tiled_stylize` as one `tf.function` of float32 [1, H, W, 3] images, traced once for every size.
+
+    Args:
+        inline: False marks the function ``_noinline``: a graph that calls it keeps the call,
+            and TensorFlow builds and optimizes the function on its first call, not with the caller.
+    """
     return tf.function(lambda images: tiled_stylize(network, images, tile_size),
-                       input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+                       input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)],
+                       experimental_attributes=None if inline else {"_noinline": True})
 
 
 def _moments_over_tiles(source: tf.Tensor, core: int, halo: int, layer_output, scale: tuple[int, int],

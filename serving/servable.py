@@ -26,7 +26,8 @@ class Servable:
     """A loaded model version.
 
     Loading (construction) reads the SavedModel and replays its warmup requests;
-    any failure there raises, so a corrupt version never serves.
+    any failure there raises, so a corrupt version never serves. `load_seconds` and
+    `warmup_seconds` say how long each step took, `warmup_count` how many requests.
 
     Args:
         name: the model's name.
@@ -43,13 +44,17 @@ class Servable:
         self._max_batch_size = max_batch_size
         self._cond = threading.Condition()
         self._in_flight = 0
+        started = time.monotonic()
         self._model = tf.saved_model.load(str(self.path))
         self._functions = dict(self._model.signatures)
         self.signature_def_map = _read_signature_defs(self.path)
         self._inputs = {name: function.structured_input_signature[1] for name, function in self._functions.items()}
         self._outputs = {name: function.structured_outputs for name, function in self._functions.items()}
         self._batcher = None  # Warmup runs each request alone.
+        loaded = time.monotonic()
+        self.load_seconds = loaded - started
         self.warmup_count = self._replay_warmup()
+        self.warmup_seconds = time.monotonic() - loaded
         self._batcher = Batcher(self._run, batching, on_batch) if batching else None
 
     def input_specs(self, signature: str) -> tensors.Specs:

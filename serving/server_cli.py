@@ -20,8 +20,9 @@ from pathlib import Path
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.serving import config as config_files
-from impasto.serving import tls
+from impasto.serving import tls, xla
 from impasto.serving.grpc_server import build_server, set_serving
+from impasto.serving.memory import release_free_memory
 from impasto.serving.metrics import Metrics
 from impasto.serving.predictor import Limits, Predictor
 from impasto.serving.registry import Registry
@@ -69,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
              f"(default {Limits.timeout_seconds:g})")
     add("--shutdown_grace_seconds", type=float, default=60.0,
         help="on SIGTERM, how long requests in flight may take to finish (default 60)")
+    xla_group = parser.add_mutually_exclusive_group()
+    xla_group.add_argument("--xla_cache_dir", help="keep compiled XLA programs in this directory (TensorFlow's "
+                           "persistent XLA cache), so a restart or another server sharing it skips the compile; "
+                           "only GPU-target exports compile anything (default: no cache)")
+    xla_group.add_argument("--disable_xla", action="store_true",
+                           help="fail every XLA compile, as tensorflow_model_server does without "
+                                "--xla_cpu_compilation_enabled / --xla_gpu_compilation_enabled")
     add("--verbose", action="store_true", help="log every REST request")
     return parser
 
@@ -119,10 +127,19 @@ def run(argv: list[str]) -> int:
     tls_files = tls.from_flags(args.ssl_config_file, args.ssl_cert_file, args.ssl_key_file, args.ssl_client_ca_file)
     ssl_context = tls_files.ssl_context() if tls_files else None
     metrics = Metrics()
+    if args.xla_cache_dir:
+        LOG.info("XLA compilation cache: TF_XLA_FLAGS=%s", xla.use_compilation_cache(args.xla_cache_dir))
+    if args.disable_xla:
+        xla.disable_compilation()
+        LOG.info("XLA compilation disabled")
 
     def load(name: str, version: int, path: Path) -> Servable:
-        return Servable(name, version, path, batching, limits.max_batch_size or None,
-                        on_batch=lambda size: metrics.record_batch(name, version, size))
+        servable = Servable(name, version, path, batching, limits.max_batch_size or None,
+                            on_batch=lambda size: metrics.record_batch(name, version, size))
+        release_free_memory()
+        LOG.info("model %s version %d: loaded in %.1f s, warmed up in %.1f s (%d requests)", name, version,
+                 servable.load_seconds, servable.warmup_seconds, servable.warmup_count)
+        return servable
 
     stop = threading.Event()  # Set by SIGTERM / SIGINT, even while the first versions load.
     for signal_number in (signal.SIGTERM, signal.SIGINT):

@@ -87,10 +87,10 @@ def export_network():
 
 @pytest.fixture(scope="session")
 def export_config():
-    """Two bucket sides (64, 128) and a 128 px max side: small enough for CPU XLA compiles."""
+    """GPU target (XLA), two bucket sides (64, 128) and a 128 px max side: small enough for CPU XLA compiles."""
     from impasto.export.signatures import ServingConfig
 
-    return ServingConfig(max_side=128, ladder=(64,))
+    return ServingConfig(max_side=128, ladder=(64,), target="gpu")
 
 
 @pytest.fixture(scope="session")
@@ -101,9 +101,14 @@ def export_module(export_network, export_config):
     return StylizeModule(export_network, export_config)
 
 
+XLA_WARMUP_SIZES = ((64, 64), (100, 120))
+"""Warmup sizes of the session's XLA export: buckets (64, 64) and (128, 128)."""
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory, export_network, export_config) -> dict:
-    """{"models_dir", "xla", "noxla"}: an XLA and a no-XLA export of `export_network`, version 1 each."""
+    """{"models_dir", "xla", "noxla"}: a GPU-target (XLA) export with `XLA_WARMUP_SIZES` and a default (CPU target,
+    default warmup) export of `export_network`, version 1 each."""
     from dataclasses import replace
 
     from impasto.export.exporter import export_model
@@ -112,9 +117,10 @@ def exported(tmp_path_factory, export_network, export_config) -> dict:
     metadata = {"width": 0.125, "style": "test"}
     return {
         "models_dir": models_dir,
-        "xla": export_model(export_network, metadata, models_dir / "tiny", config=export_config),
+        "xla": export_model(export_network, metadata, models_dir / "tiny", config=export_config,
+                            warmup_sizes=XLA_WARMUP_SIZES),
         "noxla": export_model(export_network, metadata, models_dir / "tiny_noxla",
-                              config=replace(export_config, jit_compile=False)),
+                              config=replace(export_config, target="cpu")),
     }
 
 
@@ -137,9 +143,10 @@ def serving_version_dir(tmp_path_factory, export_network) -> Path:
     from impasto.export.exporter import export_model
     from impasto.export.signatures import ServingConfig
 
-    config = ServingConfig(max_side=64, ladder=(64,), jit_compile=False)
+    config = ServingConfig(max_side=64, ladder=(64,), target="cpu")
     models_dir = tmp_path_factory.mktemp("serving_models")
-    return export_model(export_network, {"width": 0.125, "style": "test"}, models_dir / "tiny", 1, config)
+    return export_model(export_network, {"width": 0.125, "style": "test"}, models_dir / "tiny", 1, config,
+                        warmup_sizes=((64, 64),))
 
 
 def free_port() -> int:

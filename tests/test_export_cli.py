@@ -14,6 +14,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from impasto.export import cli, keys, tfserving_config
 from impasto.export.exporter import PAUSE_ENV, next_version, version_numbers
 from impasto.export.tfserving_config import BatchingConfig
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes, read_warmup_requests
 from impasto.model.errors import InvalidInputError
 
 from conftest import REPO_ROOT
@@ -47,6 +48,8 @@ def test_unknown_model_exits_2_and_writes_nothing(tmp_path, capsys):
     (["--name", "tiny", "--version", "0"], "--version 0"),
     (["--name", "tiny", "--allowed-batch-sizes", "4,2"], "allowed batch sizes"),
     (["--name", "tiny", "--max-batch-size", "0"], "at least 1"),
+    (["--name", "tiny", "--warmup-sizes", "512"], "warmup size '512'"),
+    (["--name", "tiny", "--warmup-sizes", "0x64"], "warmup size '0x64'"),
 ])
 def test_bad_flags_exit_2_and_write_nothing(tmp_path, capsys, export_bundle, flags, message):
     models = tmp_path / "models"
@@ -60,11 +63,16 @@ def test_exports_number_versions_and_keep_the_server_files_current(tmp_path, cap
     assert _export(export_bundle, models, "--name", "tiny", "--max-batch-size", "16",
                    "--allowed-batch-sizes", "4,8,16") == 0
     _fake_version(models, "other", "7")  # Another model, exported earlier.
-    assert _export(export_bundle, models, "--name", "tiny", "--no-xla", "--version", "5") == 0
+    assert _export(export_bundle, models, "--name", "tiny", "--target", "gpu", "--warmup-sizes", "64x48,32x32",
+                   "--version", "5") == 0
     assert "as tiny version 5" in capsys.readouterr().out
     assert version_numbers(models / "tiny") == [1, 5]
-    assert json.loads((models / "tiny" / "1" / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())["xla"] is True
-    assert json.loads((models / "tiny" / "5" / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())["xla"] is False
+    default = json.loads((models / "tiny" / "1" / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
+    assert default["target"] == "cpu" and default["xla"] is False
+    assert default["warmup_sizes"] == [list(size) for size in DEFAULT_WARMUP_SIZES]
+    gpu = json.loads((models / "tiny" / "5" / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
+    assert gpu["target"] == "gpu" and gpu["xla"] is True and gpu["warmup_sizes"] == [[64, 48], [32, 32]]
+    assert len(read_warmup_requests(models / "tiny" / "5" / keys.ASSETS_EXTRA / keys.WARMUP_FILE)) == 2
 
     entries = _models_config(models).model_config_list.config
     assert [(e.name, e.base_path, e.model_platform) for e in entries] == [
@@ -162,3 +170,19 @@ def test_killing_an_export_midway_leaves_no_version(tmp_path, export_bundle):
     assert not (models / "models.config").exists()
     # The leftover temporary directory neither counts as a version nor blocks the next export.
     assert next_version(models / "tiny") == 1
+
+
+def test_warmup_sizes_parse_as_height_by_width():
+    assert parse_sizes("512x384, 64X64,") == ((512, 384), (64, 64))
+    assert parse_sizes("") == ()
+    for bad in ("512", "axb", "16385x16", "-1x4"):
+        with pytest.raises(InvalidInputError, match="warmup size"):
+            parse_sizes(bad)
+
+
+def test_no_xla_is_the_cpu_target(tmp_path, export_bundle):
+    models = tmp_path / "models"
+    assert _export(export_bundle, models, "--name", "tiny", "--no-xla", "--warmup-sizes", "") == 0
+    metadata = json.loads((models / "tiny" / "1" / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
+    assert metadata["target"] == "cpu" and metadata["warmup_sizes"] == []
+    assert read_warmup_requests(models / "tiny" / "1" / keys.ASSETS_EXTRA / keys.WARMUP_FILE) == []

@@ -11,11 +11,11 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from impasto.export import keys
 from impasto.export.exporter import compare_with_reload
-from impasto.export.signatures import StylizeModule
-from impasto.export.warmup import read_warmup_requests, replay
+from impasto.export.signatures import ServingConfig, StylizeModule
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, read_warmup_requests, replay
 from impasto.model import image_io
 
-from conftest import DATA_DIR, REPO_ROOT
+from conftest import DATA_DIR, REPO_ROOT, XLA_WARMUP_SIZES
 
 SIGNATURES = {keys.SERVING_DEFAULT, keys.SERVING_NOXLA, keys.STYLIZE_TENSOR, keys.STYLIZE_CONTROLS}
 _INPUTS = {
@@ -26,6 +26,7 @@ _INPUTS = {
                             keys.PRESERVE_COLOR: (tf.bool, [-1])},
 }
 _OUTPUTS = {keys.STYLIZE_TENSOR: {keys.STYLIZED_IMAGES: (tf.float32, [-1, -1, -1, 3])}}
+_XLA_OPS = {"XlaLaunch", "_XlaCompile", "_XlaRun", "XlaCallModule", "_XlaMerge"}
 _DECODE_AND_ENCODE_OPS = {"DecodeImage", "DecodePng", "DecodeJpeg", "EncodePng", "ResizeBilinear",
                           "ScaleAndTranslate", "MapDefun", "While", "StatelessWhile"}
 
@@ -56,6 +57,32 @@ def _must_compile_functions(meta_graph) -> list:
             if "_XlaMustCompile" in f.attr and f.attr["_XlaMustCompile"].b]
 
 
+def _reachable_functions(meta_graph, signature: str) -> dict:
+    """{name: FunctionDef} of every function the signature's outputs call, directly or through other functions."""
+    library = {f.signature.name: f for f in meta_graph.graph_def.library.function}
+    nodes = {node.name: node for node in meta_graph.graph_def.node}
+    outputs = meta_graph.signature_def[signature].outputs.values()
+    pending = [nodes[tensor.name.split(":")[0]] for tensor in outputs]
+    reached = {}
+    while pending:
+        node = pending.pop()
+        for value in node.attr.values():
+            for called in [value.func.name, *(f.name for f in value.list.func)]:
+                if called in library and called not in reached:
+                    reached[called] = library[called]
+                    pending.extend(library[called].node_def)
+    return reached
+
+
+def _xla_marks(functions) -> list[str]:
+    """Functions marked must-compile and nodes that launch or are marked for XLA."""
+    marks = [f.signature.name for f in functions if f.attr["_XlaMustCompile"].b]
+    for function in functions:
+        marks += [f"{function.signature.name}/{node.name}" for node in function.node_def
+                  if node.op in _XLA_OPS or node.attr["_XlaMustCompile"].b or node.attr["_XlaCompile"].b]
+    return marks
+
+
 def test_version_directory_layout(exported):
     for version_dir in (exported["xla"], exported["noxla"]):
         assert version_dir.name == "1"
@@ -73,7 +100,7 @@ def test_reload_matches_the_in_memory_module(exported, export_module):
 
 
 def test_no_xla_export_matches_its_module(exported, export_network, export_config):
-    module = StylizeModule(export_network, replace(export_config, jit_compile=False))
+    module = StylizeModule(export_network, replace(export_config, target="cpu"))
     differences = compare_with_reload(module, exported["noxla"], _images()[:2])
     assert max(differences.values()) <= 1
 
@@ -109,6 +136,32 @@ def test_only_the_network_is_marked_for_xla(exported):
     assert _must_compile_functions(_meta_graph(exported["noxla"])) == []
 
 
+def test_default_cpu_export_has_no_xla_in_any_signature(exported):
+    """A stock CPU tensorflow_model_server (no XLA flags) fails every must-compile function: there must be none."""
+    assert ServingConfig().target == "cpu"
+    meta_graph = _meta_graph(exported["noxla"])
+    assert _xla_marks(meta_graph.graph_def.library.function) == []
+    assert not any(node.op in _XLA_OPS or node.attr["_XlaMustCompile"].b for node in meta_graph.graph_def.node)
+    for signature in SIGNATURES:
+        reached = _reachable_functions(meta_graph, signature)
+        assert any("Conv2D" in {n.op for n in f.node_def} for f in reached.values()), signature  # Walk reached the net.
+
+
+def test_gpu_target_compiles_the_network_in_serving_default_not_in_serving_noxla(exported):
+    meta_graph = _meta_graph(exported["xla"])
+    for name in (keys.SERVING_DEFAULT, keys.STYLIZE_TENSOR, keys.STYLIZE_CONTROLS):
+        assert _xla_marks(_reachable_functions(meta_graph, name).values()), name
+    assert _xla_marks(_reachable_functions(meta_graph, keys.SERVING_NOXLA).values()) == []
+
+
+def test_the_tiled_path_is_a_function_that_is_never_inlined(exported):
+    """Inlined, its copies of the network doubled the graph every signature's first call optimizes."""
+    meta_graph = _meta_graph(exported["noxla"])
+    reached = _reachable_functions(meta_graph, keys.SERVING_DEFAULT)
+    kept_apart = [f for f in reached.values() if f.attr["_noinline"].b]
+    assert len(kept_apart) == 1 and "While" in {node.op for node in kept_apart[0].node_def}
+
+
 def test_saved_model_cli_shows_the_export(exported):
     finished = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "saved_model_cli"), "show", "--all", "--dir",
                                str(exported["xla"])], capture_output=True, text=True, timeout=300)
@@ -116,23 +169,30 @@ def test_saved_model_cli_shows_the_export(exported):
     assert all(f"signature_def['{name}']" in finished.stdout for name in SIGNATURES)
 
 
-def test_warmup_records_cover_every_bucket_and_replay(exported, export_config, loaded):
+def test_gpu_target_warmup_holds_the_chosen_sizes_and_replays(exported, loaded):
     requests = read_warmup_requests(exported["xla"] / keys.ASSETS_EXTRA / keys.WARMUP_FILE)
-    assert len(requests) == len(export_config.buckets) == 4
     sizes = []
     for request in requests:
         assert request.model_spec.name == "tiny" and request.model_spec.signature_name == keys.SERVING_DEFAULT
         (png,) = tf.make_ndarray(request.inputs[keys.IMAGE_BYTES])
         sizes.append(tuple(tf.io.decode_png(png).shape[:2]))
-    assert sorted(sizes) == sorted(export_config.buckets)
-    results = replay(loaded, requests)
+    assert sizes == list(XLA_WARMUP_SIZES)
+    results = replay(loaded, requests)  # Through serving_default, whose network is must-compile here.
     replayed = [tuple(tf.io.decode_png(r[keys.STYLIZED_IMAGE_BYTES][0]).shape[:2]) for r in results]
     assert replayed == sizes
+
+
+def test_default_warmup_is_a_few_sizes_not_every_bucket(exported):
+    requests = read_warmup_requests(exported["noxla"] / keys.ASSETS_EXTRA / keys.WARMUP_FILE)
+    sizes = [tuple(tf.io.decode_png(tf.make_ndarray(r.inputs[keys.IMAGE_BYTES])[0]).shape[:2]) for r in requests]
+    assert sizes == list(DEFAULT_WARMUP_SIZES)
+    assert len(sizes) <= 3 < len(ServingConfig().buckets) and max(max(size) for size in sizes) <= 512
 
 
 def test_metadata_lists_the_buckets(exported, loaded):
     xla = json.loads((exported["xla"] / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
     assert xla["bucket_sides"] == [64, 128] and len(xla["buckets"]) == 4 and xla["xla"] is True
+    assert xla["target"] == "gpu" and xla["warmup_buckets"] == [[64, 64], [128, 128]]
     assert xla["max_side"] == 128 and xla["style"] == "test" and xla["version"] == 1
     noxla = json.loads((exported["noxla"] / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
     assert noxla["xla"] is False and noxla["model_name"] == "tiny_noxla"

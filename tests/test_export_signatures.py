@@ -148,14 +148,14 @@ def test_stylize_tensor_keeps_the_size_of_large_inputs(export_module, export_net
     untiled = np.clip(export_network(images).numpy(), 0, 255)  # Tiled, at full size: what the whole image gives.
     assert np.abs(stylized - untiled).max() < 0.05
 
-    scaling = StylizeModule(export_network, replace(export_module.config, tile_pixels=None, jit_compile=False))
+    scaling = StylizeModule(export_network, replace(export_module.config, tile_pixels=None, target="cpu"))
     scaled = scaling.stylize_tensor(tf.constant(images))[keys.STYLIZED_IMAGES].numpy()  # Through a 128 px bucket.
     assert scaled.shape == images.shape and np.abs(scaled - untiled).mean() > 1.0
 
 
 def test_large_images_are_tiled_seam_free_at_their_own_size(export_network):
     """Above tile_pixels, 32-pixel tiles; the PNG equals the CLI's untiled stylization to a level."""
-    config = ServingConfig(max_side=128, ladder=(64,), jit_compile=False, tile_pixels=64 * 64, tile_size=32)
+    config = ServingConfig(max_side=128, ladder=(64,), target="cpu", tile_pixels=64 * 64, tile_size=32)
     module = StylizeModule(export_network, config)
     images = [_photo(100, 150), _photo(40, 56, "coffee.png")]  # Tiled (15 000 pixels), bucketed (2240).
     outputs = module.serving_default(tf.constant([_png(image) for image in images]))[keys.STYLIZED_IMAGE_BYTES]
