@@ -16,7 +16,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
-from impasto.serving.errors import UnimplementedError, error_message, status_code
+from impasto.serving.errors import UnimplementedError, error_message, status_code, truncated
 from impasto.serving.predictor import Predictor, target_of
 
 LOG = logging.getLogger("impasto.serving")
@@ -25,17 +25,20 @@ MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 
 def _answers_errors(method):
-    """Turns exceptions from a handler into the gRPC status `errors.status_code` gives them."""
+    """Turns exceptions from a handler into the gRPC status `errors.status_code` gives them, the message cut to
+    TF Serving's length limit; a request without a model_spec is INVALID_ARGUMENT ("Missing ModelSpec")."""
 
     @functools.wraps(method)
     def handler(self, request, context):
         try:
+            if hasattr(request, "model_spec") and not request.HasField("model_spec"):
+                raise InvalidInputError("Missing ModelSpec")
             return method(self, request, context)
         except Exception as error:  # noqa: BLE001 - every failure is answered with a status.
             code = status_code(error)
             if code == grpc.StatusCode.INTERNAL:
                 LOG.exception("%s failed", method.__name__)
-            context.abort(code, error_message(error))
+            context.abort(code, truncated(error_message(error)))
 
     return handler
 
@@ -100,7 +103,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 def build_server(predictor: Predictor, address: str, max_threads: int,
                  credentials: grpc.ServerCredentials | None = None,
-                 max_concurrent: int = 0) -> tuple[grpc.Server, health.HealthServicer, int]:
+                 max_concurrent: int = 0, socket_path: str | None = None,
+                 channel_arguments: list[tuple] = ()) -> tuple[grpc.Server, health.HealthServicer, int]:
     """Builds (but does not start) the gRPC server with all three services.
 
     Messages over the predictor's request limit are refused by gRPC itself
@@ -113,6 +117,8 @@ def build_server(predictor: Predictor, address: str, max_threads: int,
         credentials: TLS credentials; None for plaintext.
         max_concurrent: calls accepted at once, running or queued for a thread; more are answered
             RESOURCE_EXHAUSTED (0: no limit).
+        socket_path: also listen on this Unix domain socket (plaintext, like TF Serving's --grpc_socket_path).
+        channel_arguments: further gRPC server options (name, value), as --grpc_channel_arguments gives them.
 
     Returns:
         (server, health servicer, bound port).
@@ -121,7 +127,7 @@ def build_server(predictor: Predictor, address: str, max_threads: int,
         InvalidInputError: the address cannot be bound.
     """
     options = [("grpc.max_receive_message_length", predictor.limits.max_request_bytes or -1),
-               ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
+               ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0), *channel_arguments]
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
                          options=options, maximum_concurrent_rpcs=max_concurrent or None)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
@@ -130,6 +136,8 @@ def build_server(predictor: Predictor, address: str, max_threads: int,
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
         port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        if socket_path:
+            server.add_insecure_port(f"unix:{socket_path}")
     except RuntimeError as error:
         raise InvalidInputError(f"cannot listen on {address} for gRPC: {error}") from None
     return server, health_servicer, port
