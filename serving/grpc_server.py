@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
 from impasto.serving.errors import UnimplementedError, error_message, status_code, truncated
-from impasto.serving.predictor import Predictor, target_of
+from impasto.serving.predictor import Predictor, Target, target_of
 
 LOG = logging.getLogger("impasto.serving")
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
@@ -26,13 +26,11 @@ MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 def _answers_errors(method):
     """Turns exceptions from a handler into the gRPC status `errors.status_code` gives them, the message cut to
-    TF Serving's length limit; a request without a model_spec is INVALID_ARGUMENT ("Missing ModelSpec")."""
+    TF Serving's length limit."""
 
     @functools.wraps(method)
     def handler(self, request, context):
         try:
-            if hasattr(request, "model_spec") and not request.HasField("model_spec"):
-                raise InvalidInputError("Missing ModelSpec")
             return method(self, request, context)
         except Exception as error:  # noqa: BLE001 - every failure is answered with a status.
             code = status_code(error)
@@ -41,6 +39,17 @@ def _answers_errors(method):
             context.abort(code, truncated(error_message(error)))
 
     return handler
+
+
+def _target(request) -> Target:
+    """The request's ModelSpec as a `Target`.
+
+    Raises:
+        InvalidInputError: the request has no model_spec ("Missing ModelSpec", as TF Serving says).
+    """
+    if not request.HasField("model_spec"):
+        raise InvalidInputError("Missing ModelSpec")
+    return target_of(request.model_spec)
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -56,7 +65,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if not context.add_callback(cancelled.set):
             cancelled.set()
         max_bytes = self._predictor.limits.max_request_bytes or None
-        prediction = self._predictor.predict(target_of(request.model_spec),
+        prediction = self._predictor.predict(_target(request),
                                              lambda specs: tensors.decode_protos(specs, request.inputs, max_bytes),
                                              request.output_filter, context.time_remaining(), cancelled)
         response = predict_pb2.PredictResponse()
@@ -69,7 +78,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_answers_errors
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
-        return self._predictor.metadata(target_of(request.model_spec), request.metadata_field)
+        return self._predictor.metadata(_target(request), request.metadata_field)
 
     @_answers_errors
     def Classify(self, request, context):
@@ -93,7 +102,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     @_answers_errors
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context):
-        return self._predictor.status(target_of(request.model_spec))
+        return self._predictor.status(_target(request))
 
     @_answers_errors
     def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):

@@ -276,7 +276,10 @@ def parse_predict_body(body: bytes) -> tuple[object, bool, str]:
 
 def _shown(value, limit: int = 200) -> str:
     """A JSON value for an error message, cut to `limit` characters."""
-    text = json.dumps(value)
+    try:
+        text = json.dumps(value)
+    except RecursionError:
+        return "(nested too deeply to show)"
     return text if len(text) <= limit else text[:limit] + "..."
 
 

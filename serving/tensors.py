@@ -223,9 +223,15 @@ def json_type_error(value, spec: tf.TensorSpec) -> str | None:
 
     Numbers fit float and double (not booleans), integers fit integer dtypes, booleans bool,
     and strings or {"b64": ...} objects fit string.
+
+    Raises:
+        InvalidInputError: lists nested too deeply to walk.
     """
     leaves = []
-    _map_leaves(value, leaves.append)
+    try:
+        _map_leaves(value, leaves.append)
+    except RecursionError:
+        raise InvalidInputError("JSON Value: lists nested too deeply") from None
     dtype = spec.dtype
     for leaf in leaves:
         if dtype == tf.string:
