@@ -1,10 +1,11 @@
 """One loaded version of a model: its SavedModel, signatures, warmup, batching and in-flight count.
 
-impasto's own exports (those with assets.extra/impasto_export.json) load with
-`tf.saved_model.load` and run their signatures as TF2 functions, XLA included,
-held to their signature contract (shapes, batch size). Every other SavedModel,
-TF1 or TF2, runs in a session (`session_model`) as tensorflow_model_server runs
-it: the graph gets the request's tensors as they are.
+TF2 SavedModels load with `tf.saved_model.load` and run their signatures as
+TF2 functions (XLA included): impasto's own exports (those with
+assets.extra/impasto_export.json) are held to their signature contract (shapes,
+batch size), other TF2 models only to what TensorFlow's function call itself
+checks. TF1 graph SavedModels run in a session (`session_model`), as
+tensorflow_model_server runs them: the graph gets the request's tensors as they are.
 """
 
 import os
@@ -55,8 +56,9 @@ class Servable:
         self._cond = threading.Condition()
         self._in_flight = 0
         self.is_impasto_export = (self.path / keys.ASSETS_EXTRA / keys.METADATA_FILE).is_file()
-        self._model = FunctionModel(self.path) if self.is_impasto_export else SessionModel(self.path)
-        self.signature_def_map = _read_signature_defs(self.path)
+        saved_model = _read_saved_model(self.path)
+        self._model = FunctionModel(self.path) if _is_tf2(saved_model) else SessionModel(self.path)
+        self.signature_def_map = _signature_def_map(saved_model)
         self._batcher = None  # Warmup runs each request alone.
         self.warmup_count = self._replay_warmup()
         self._batcher = Batcher(self._run, batching, on_batch) if batching else None
@@ -167,14 +169,21 @@ class Servable:
         return count
 
 
-def _read_signature_defs(path: Path) -> get_model_metadata_pb2.SignatureDefMap:
-    """The SignatureDefs of the SavedModel's serving MetaGraph (saved_model.pb, or .pbtxt), as GetModelMetadata
-    reports them."""
+def _read_saved_model(path: Path) -> saved_model_pb2.SavedModel:
+    """The version's saved_model.pb (or saved_model.pbtxt)."""
     binary = path / "saved_model.pb"
     if binary.exists():
-        saved_model = saved_model_pb2.SavedModel.FromString(binary.read_bytes())
-    else:
-        saved_model = text_format.Parse((path / "saved_model.pbtxt").read_text(), saved_model_pb2.SavedModel())
+        return saved_model_pb2.SavedModel.FromString(binary.read_bytes())
+    return text_format.Parse((path / "saved_model.pbtxt").read_text(), saved_model_pb2.SavedModel())
+
+
+def _is_tf2(saved_model: saved_model_pb2.SavedModel) -> bool:
+    """Whether tf.saved_model.save wrote it (its MetaGraph holds an object graph); TF1's builder writes none."""
+    return any(len(graph.object_graph_def.nodes) for graph in saved_model.meta_graphs)
+
+
+def _signature_def_map(saved_model: saved_model_pb2.SavedModel) -> get_model_metadata_pb2.SignatureDefMap:
+    """The SignatureDefs of the serving MetaGraph, as GetModelMetadata reports them."""
     serving = [graph for graph in saved_model.meta_graphs if SERVE_TAG in graph.meta_info_def.tags]
     result = get_model_metadata_pb2.SignatureDefMap()
     for name, signature_def in (serving or saved_model.meta_graphs)[0].signature_def.items():
@@ -191,7 +200,7 @@ def _tf_error_text(message: str) -> str:
 
 
 class FunctionModel:
-    """An impasto export loaded with `tf.saved_model.load`: each signature a TF2 concrete function.
+    """A TF2 SavedModel loaded with `tf.saved_model.load`: each signature a concrete function.
 
     Args:
         path: the version directory.
@@ -218,7 +227,8 @@ class FunctionModel:
         """Calls the signature's function.
 
         Raises:
-            ModelError: TensorFlow refused or failed, with its status code.
+            ModelError: TensorFlow refused the inputs (a shape the function's signature does not take:
+                INVALID_ARGUMENT) or failed, with its status code.
         """
         specs = self._inputs[signature]
         feeds = {name: tf.constant(array, dtype=specs[name].dtype) for name, array in inputs.items()}
@@ -226,6 +236,8 @@ class FunctionModel:
             results = self._functions[signature](**feeds)
         except tf.errors.OpError as error:
             raise ModelError(grpc_code(error.error_code), error.message) from None
+        except (TypeError, ValueError) as error:  # The function's own input-signature check.
+            raise ModelError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         return {name: results[name].numpy() for name in outputs}
 
     def close(self) -> None:

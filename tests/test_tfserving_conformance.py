@@ -14,9 +14,12 @@ config polled every second, gRPC channel arguments set; its config-reload test r
 """
 
 import json
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -56,7 +59,11 @@ def model_dirs(tmp_path_factory) -> dict:
     dirs = {name: root / name for name in (
         "saved_model_half_plus_two_cpu", "half_plus_two", "saved_model_half_plus_three", LABELLED,
         "saved_model_counter", "bad_half_plus_two", "tf_saved_model_save", "tf_saved_model_save_multiple_signatures",
-        "keras_sequential_saved_model_save")}
+        "keras_sequential_saved_model_save", "keras_distributed_saved_model_save")}
+    distributed = subprocess.Popen(  # Needs its own process (virtual CPUs); built while the others are.
+        [sys.executable, "-m", "tfserving_models", "keras_distributed",
+         str(dirs["keras_distributed_saved_model_save"] / "00000123")], cwd=Path(__file__).parent,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     models.save_half_plus(dirs["saved_model_half_plus_two_cpu"] / "00000123", classify_x2=False)
     models.save_half_plus(dirs["half_plus_two"] / "00000123")
     models.save_half_plus(dirs["saved_model_half_plus_three"] / "00000123", b=3.0, classify_x2=False)
@@ -67,6 +74,8 @@ def model_dirs(tmp_path_factory) -> dict:
     models.save_tf2_product(dirs["tf_saved_model_save"] / "00000123")
     models.save_tf2_two_signatures(dirs["tf_saved_model_save_multiple_signatures"] / "00000123")
     models.save_keras_sequential(dirs["keras_sequential_saved_model_save"] / "00000123")
+    _, errors = distributed.communicate(timeout=300)
+    assert distributed.returncode == 0, errors.decode(errors="replace")[-3000:]
     dirs["root"] = root
     return dirs
 
@@ -88,7 +97,8 @@ def server(model_dirs, start_server, tmp_path_factory) -> ServerProcess:
         _entry("bad_half_plus_two", model_dirs["bad_half_plus_two"]),
         _entry("tf_saved_model_save", model_dirs["tf_saved_model_save"]),
         _entry("tf_saved_model_save_multiple_signatures", model_dirs["tf_saved_model_save_multiple_signatures"]),
-        _entry("keras_sequential", model_dirs["keras_sequential_saved_model_save"])))
+        _entry("keras_sequential", model_dirs["keras_sequential_saved_model_save"]),
+        _entry("keras_distributed", model_dirs["keras_distributed_saved_model_save"])))
     (folder / "monitoring.config").write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }')
     process = start_server(["--model_config_file", config, "--model_root", model_dirs["root"].parent,
                             "--monitoring_config_file", folder / "monitoring.config",
@@ -310,11 +320,13 @@ def test_tf_saved_model_save_multiple_signatures(server):
     _verify_predict(server.target, 1.0, VERSION, model=model)
 
 
-def test_sequential_keras_saved_model_save(server):
-    """test_sequential_keras_saved_model_save, with Keras 3's signature keys: tf.keras in TF 2.21 names the
-    serving_default input "inputs" and the output "output_0" (Keras 2 used the layer names x and y)."""
+@pytest.mark.parametrize("model", ["keras_sequential", "keras_distributed"])
+def test_sequential_keras_saved_model_save(server, model):
+    """test_sequential_keras_saved_model_save and test_distrat_sequential_keras_saved_model_save (built under a
+    MirroredStrategy), with Keras 3's signature keys: tf.keras in TF 2.21 names the serving_default input
+    "inputs" and the output "output_0" (Keras 2 used the layer names x and y). x = [[2.0]] gives 2.0."""
     request = predict_pb2.PredictRequest()
-    request.model_spec.name = "keras_sequential"
+    request.model_spec.name = model
     request.inputs["inputs"].CopyFrom(tf.make_tensor_proto([[2.0]], dtype=tf.float32))
     result = _stub(server.target).Predict(request, timeout=30)
     assert list(result.outputs["output_0"].float_val) == [2.0]

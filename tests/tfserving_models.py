@@ -120,3 +120,27 @@ def save_keras_sequential(export_dir: Path) -> Path:
     model.add(tf.keras.layers.Lambda(lambda x: x, name="y"))
     tf.saved_model.save(model, str(export_dir))
     return export_dir
+
+
+def save_keras_distributed(export_dir: Path) -> Path:
+    """test_distrat_sequential_keras_saved_model_save: Input "x" (1,), Dense(1) with kernel ones and bias zeros,
+    an identity Lambda "y", built under a MirroredStrategy over two virtual CPUs.
+
+    The virtual CPUs must be configured before TensorFlow runs anything: call this in a fresh process
+    (`python -m tfserving_models keras_distributed DIR`).
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    with tf.distribute.MirroredStrategy(devices=("/cpu:0", "/cpu:1")).scope():
+        model = tf.keras.models.Sequential()
+        model.add(tf.keras.layers.Input(dtype="float32", shape=(1,), name="x"))
+        model.add(tf.keras.layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros"))
+        model.add(tf.keras.layers.Lambda(lambda x: x, name="y"))
+    tf.saved_model.save(model, str(export_dir))
+    return export_dir
+
+
+if __name__ == "__main__":
+    import sys
+
+    {"keras_distributed": save_keras_distributed}[sys.argv[1]](Path(sys.argv[2]))
