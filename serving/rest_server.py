@@ -248,7 +248,7 @@ def parse_predict_body(body: bytes) -> tuple[object, bool, str]:
     try:
         request = json.loads(body)
     except json.JSONDecodeError as error:
-        reason = _RAPIDJSON_ERRORS.get(error.msg, "Invalid value." if error.msg.startswith("Expecting") else error.msg)
+        reason = _RAPIDJSON_ERRORS.get(error.msg, f"{error.msg}.")
         raise InvalidInputError(f"JSON Parse error: {reason} at offset: {error.pos}") from None
     except UnicodeDecodeError:
         raise InvalidInputError("JSON Parse error: Invalid encoding in string.") from None

@@ -3,9 +3,10 @@
 TF2 SavedModels load with `tf.saved_model.load` and run their signatures as
 TF2 functions (XLA included): impasto's own exports (those with
 assets.extra/impasto_export.json) are held to their signature contract (shapes,
-batch size), other TF2 models only to what TensorFlow's function call itself
-checks. TF1 graph SavedModels run in a session (`session_model`), as
-tensorflow_model_server runs them: the graph gets the request's tensors as they are.
+batch size); other TF2 models get the request's tensors as TensorFlow's
+signature function takes them. TF1 graph SavedModels run in a session
+(`session_model`), as tensorflow_model_server runs them: the graph gets the
+request's tensors as they are.
 """
 
 import os
@@ -17,6 +18,7 @@ from pathlib import Path
 import grpc
 import tensorflow as tf
 from google.protobuf import text_format
+from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
@@ -170,11 +172,18 @@ class Servable:
 
 
 def _read_saved_model(path: Path) -> saved_model_pb2.SavedModel:
-    """The version's saved_model.pb (or saved_model.pbtxt)."""
+    """The version's saved_model.pb (or saved_model.pbtxt).
+
+    Raises:
+        RuntimeError: neither file parses as a SavedModel.
+    """
     binary = path / "saved_model.pb"
-    if binary.exists():
-        return saved_model_pb2.SavedModel.FromString(binary.read_bytes())
-    return text_format.Parse((path / "saved_model.pbtxt").read_text(), saved_model_pb2.SavedModel())
+    try:
+        if binary.exists():
+            return saved_model_pb2.SavedModel.FromString(binary.read_bytes())
+        return text_format.Parse((path / "saved_model.pbtxt").read_text(), saved_model_pb2.SavedModel())
+    except (OSError, DecodeError, text_format.ParseError) as error:
+        raise RuntimeError(f"cannot parse the SavedModel in {path} (saved_model.pb or .pbtxt): {error}") from None
 
 
 def _is_tf2(saved_model: saved_model_pb2.SavedModel) -> bool:
@@ -227,8 +236,7 @@ class FunctionModel:
         """Calls the signature's function.
 
         Raises:
-            ModelError: TensorFlow refused the inputs (a shape the function's signature does not take:
-                INVALID_ARGUMENT) or failed, with its status code.
+            ModelError: TensorFlow refused the inputs (INVALID_ARGUMENT) or failed, with its status code.
         """
         specs = self._inputs[signature]
         feeds = {name: tf.constant(array, dtype=specs[name].dtype) for name, array in inputs.items()}
@@ -236,7 +244,7 @@ class FunctionModel:
             results = self._functions[signature](**feeds)
         except tf.errors.OpError as error:
             raise ModelError(grpc_code(error.error_code), error.message) from None
-        except (TypeError, ValueError) as error:  # The function's own input-signature check.
+        except (TypeError, ValueError) as error:  # Inputs the function's own call refuses.
             raise ModelError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         return {name: results[name].numpy() for name in outputs}
 

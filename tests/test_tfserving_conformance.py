@@ -639,6 +639,18 @@ def test_shapes_are_left_to_the_graph(server):
         200, {"predictions": [2.5, 3.0, 4.5]})
 
 
+def test_tf2_shapes_are_left_to_tensorflow(server):
+    """A TF2 model's signature function gets the request's shape too: Keras's identity model declared
+    [-1, 1] and fed [3], [] or [1, 2] answers the same values in the same shape."""
+    stub = _stub(server.target)
+    for x in (np.array([1.0, 2.0, 3.0]), np.array(2.0), np.array([[1.0, 2.0]])):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "keras_sequential"
+        request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(x.astype(np.float32)))
+        y = tf.make_ndarray(stub.Predict(request, timeout=30).outputs["output_0"])
+        np.testing.assert_array_equal(y, x)
+
+
 def test_graph_errors_keep_tensorflow_status_code(server):
     """A string that is not a tf.Example fed to regress_x_to_y: the graph's INVALID_ARGUMENT; still serving."""
     request = predict_pb2.PredictRequest()
