@@ -7,6 +7,7 @@ Server, from the request inwards:
     predictor    the shared request path: resolve, decode, run, time and count
     registry     models, version policies and labels, polling, load before unload
     servable     one loaded version: signatures, warmup replay, in-flight count
+    session_model  a SavedModel in a TensorFlow session, as tensorflow_model_server runs it
     batching     server-side batching across concurrent requests
     tensors      TensorProto / REST JSON <-> numpy, checked against a signature
     config       models.config, batching, monitoring and SSL text protos; model-root confinement

@@ -124,7 +124,8 @@ class StylizeClient:
         try:
             response = self._call(self._stub.GetModelMetadata, request)
         except grpc.RpcError as error:
-            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
+            if error.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT,  # An unknown label.
+                                grpc.StatusCode.UNIMPLEMENTED):
                 raise ServerMismatchError(f"{self.target}: model {self.model!r}: {error.details()}") from None
             raise
         signatures = get_model_metadata_pb2.SignatureDefMap()

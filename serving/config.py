@@ -55,7 +55,25 @@ def parse_text_proto(path: str | os.PathLike, message_name: str):
     try:
         return text_format.Parse(text, message_class())
     except text_format.ParseError as error:
-        raise InvalidInputError(f"{path}: not a valid {message_name} text proto: {error}") from None
+        raise InvalidInputError(f"{path}: Error parsing text-format {message_class.DESCRIPTOR.full_name}: "
+                                f"{error}") from None
+
+
+def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
+    """tensorflow_model_server's --grpc_channel_arguments: "name=value,name=value" as gRPC server options
+    (values that are integers become ints).
+
+    Raises:
+        InvalidInputError: an item without "=" or without a name.
+    """
+    options = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, value = item.partition("=")
+        if not equals or not name.strip():
+            raise InvalidInputError(f"--grpc_channel_arguments: {item!r} is not name=value")
+        value = value.strip()
+        options.append((name.strip(), int(value) if value.lstrip("-").isdigit() else value))
+    return options
 
 
 def single_model_config(name: str, base_path: str) -> model_server_config_pb2.ModelServerConfig:

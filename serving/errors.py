@@ -62,6 +62,31 @@ class FailedPreconditionError(ServingError):
     code = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class SignatureNotFoundError(FailedPreconditionError):
+    """Predict names a signature the version lacks: FAILED_PRECONDITION over gRPC, as TF Serving's Predict says.
+
+    Args:
+        signature: the signature name looked up.
+    """
+
+    def __init__(self, signature: str):
+        super().__init__(f'Serving signature key "{signature}" not found.')
+        self.signature = signature
+
+
+class ModelError(ServingError):
+    """A TensorFlow error raised while a model ran, answered with TensorFlow's own status code.
+
+    Args:
+        code: the gRPC code of the TensorFlow error (TensorFlow's codes are gRPC's).
+        message: the error's useful text.
+    """
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 _HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.CANCELLED: 499,
@@ -89,6 +114,23 @@ def http_status(error: BaseException) -> int:
     if isinstance(error, RequestTooLargeError):
         return 413
     return _HTTP_STATUS.get(status_code(error), 500)
+
+
+MAX_GRPC_MESSAGE_CHARS = 1024
+"""TF Serving's limit on the message of a gRPC status (grpc_status_util.cc): longer ones are cut and marked."""
+
+
+def grpc_code(error_code: int) -> grpc.StatusCode:
+    """The gRPC status code with TensorFlow's numeric error code (the two share numbers); UNKNOWN if none."""
+    return next((code for code in grpc.StatusCode if code.value[0] == error_code), grpc.StatusCode.UNKNOWN)
+
+
+def truncated(message: str) -> str:
+    """`message` cut to MAX_GRPC_MESSAGE_CHARS with "...TRUNCATED" appended, as TF Serving's ToGRPCStatus does,
+    so a long error reaches the client instead of breaking its stream on the metadata size limit."""
+    if len(message) <= MAX_GRPC_MESSAGE_CHARS:
+        return message
+    return message[:MAX_GRPC_MESSAGE_CHARS] + "...TRUNCATED"
 
 
 def error_message(error: BaseException) -> str:

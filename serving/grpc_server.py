@@ -16,8 +16,8 @@ from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb
 
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
-from impasto.serving.errors import UnimplementedError, error_message, status_code
-from impasto.serving.predictor import Predictor, target_of
+from impasto.serving.errors import UnimplementedError, error_message, status_code, truncated
+from impasto.serving.predictor import Predictor, Target, target_of
 
 LOG = logging.getLogger("impasto.serving")
 PREDICTION_SERVICE = "tensorflow.serving.PredictionService"
@@ -25,7 +25,8 @@ MODEL_SERVICE = "tensorflow.serving.ModelService"
 
 
 def _answers_errors(method):
-    """Turns exceptions from a handler into the gRPC status `errors.status_code` gives them."""
+    """Turns exceptions from a handler into the gRPC status `errors.status_code` gives them, the message cut to
+    TF Serving's length limit."""
 
     @functools.wraps(method)
     def handler(self, request, context):
@@ -35,9 +36,20 @@ def _answers_errors(method):
             code = status_code(error)
             if code == grpc.StatusCode.INTERNAL:
                 LOG.exception("%s failed", method.__name__)
-            context.abort(code, error_message(error))
+            context.abort(code, truncated(error_message(error)))
 
     return handler
+
+
+def _target(request) -> Target:
+    """The request's ModelSpec as a `Target`.
+
+    Raises:
+        InvalidInputError: the request has no model_spec ("Missing ModelSpec", as TF Serving says).
+    """
+    if not request.HasField("model_spec"):
+        raise InvalidInputError("Missing ModelSpec")
+    return target_of(request.model_spec)
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -53,7 +65,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         if not context.add_callback(cancelled.set):
             cancelled.set()
         max_bytes = self._predictor.limits.max_request_bytes or None
-        prediction = self._predictor.predict(target_of(request.model_spec),
+        prediction = self._predictor.predict(_target(request),
                                              lambda specs: tensors.decode_protos(specs, request.inputs, max_bytes),
                                              request.output_filter, context.time_remaining(), cancelled)
         response = predict_pb2.PredictResponse()
@@ -66,7 +78,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     @_answers_errors
     def GetModelMetadata(self, request: get_model_metadata_pb2.GetModelMetadataRequest, context):
-        return self._predictor.metadata(target_of(request.model_spec), request.metadata_field)
+        return self._predictor.metadata(_target(request), request.metadata_field)
 
     @_answers_errors
     def Classify(self, request, context):
@@ -90,7 +102,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
     @_answers_errors
     def GetModelStatus(self, request: get_model_status_pb2.GetModelStatusRequest, context):
-        return self._predictor.status(target_of(request.model_spec))
+        return self._predictor.status(_target(request))
 
     @_answers_errors
     def HandleReloadConfigRequest(self, request: model_management_pb2.ReloadConfigRequest, context):
@@ -100,7 +112,8 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
 
 def build_server(predictor: Predictor, address: str, max_threads: int,
                  credentials: grpc.ServerCredentials | None = None,
-                 max_concurrent: int = 0) -> tuple[grpc.Server, health.HealthServicer, int]:
+                 max_concurrent: int = 0, socket_path: str | None = None,
+                 channel_arguments: list[tuple] = ()) -> tuple[grpc.Server, health.HealthServicer, int]:
     """Builds (but does not start) the gRPC server with all three services.
 
     Messages over the predictor's request limit are refused by gRPC itself
@@ -113,6 +126,8 @@ def build_server(predictor: Predictor, address: str, max_threads: int,
         credentials: TLS credentials; None for plaintext.
         max_concurrent: calls accepted at once, running or queued for a thread; more are answered
             RESOURCE_EXHAUSTED (0: no limit).
+        socket_path: also listen on this Unix domain socket (plaintext, like TF Serving's --grpc_socket_path).
+        channel_arguments: further gRPC server options (name, value), as --grpc_channel_arguments gives them.
 
     Returns:
         (server, health servicer, bound port).
@@ -121,7 +136,7 @@ def build_server(predictor: Predictor, address: str, max_threads: int,
         InvalidInputError: the address cannot be bound.
     """
     options = [("grpc.max_receive_message_length", predictor.limits.max_request_bytes or -1),
-               ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
+               ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0), *channel_arguments]
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
                          options=options, maximum_concurrent_rpcs=max_concurrent or None)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(predictor), server)
@@ -130,6 +145,8 @@ def build_server(predictor: Predictor, address: str, max_threads: int,
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     try:
         port = server.add_secure_port(address, credentials) if credentials else server.add_insecure_port(address)
+        if socket_path:
+            server.add_insecure_port(f"unix:{socket_path}")
     except RuntimeError as error:
         raise InvalidInputError(f"cannot listen on {address} for gRPC: {error}") from None
     return server, health_servicer, port

@@ -153,12 +153,14 @@ class Predictor:
         return response
 
     def status(self, target: Target) -> get_model_status_pb2.GetModelStatusResponse:
-        """GetModelStatus: every version seen, or the one the target names.
+        """GetModelStatus: every version seen, or the one `target.version` names. A version label is not
+        looked at: as in TF Serving, a label without a version reports every version.
 
         Raises:
-            NotFoundError: unknown model, label or version.
+            InvalidInputError: no model name.
+            NotFoundError: unknown model or version.
         """
-        version = self.registry.label_version(target.model, target.label) if target.label else target.version
+        version = target.version
         response = get_model_status_pb2.GetModelStatusResponse()
         for number, state in self.registry.states(target.model, version):
             status = response.model_version_status.add(version=number)

@@ -90,15 +90,16 @@ class Registry:
             label: a version label from the model's config.
 
         Raises:
-            NotFoundError: unknown model, label or version, in TF Serving's words.
+            InvalidInputError: no model name, or an unknown label (looked up first, as TF Serving does).
+            NotFoundError: unknown model or version, in TF Serving's words.
         """
+        _check_name(name)
         with self._lock:
-            if name not in self._configs:
-                raise NotFoundError(f"Servable not found for request: Latest({name})")
             if label:
-                if label not in self._configs[name].version_labels:
-                    raise NotFoundError(f"Unrecognized servable version label: {label}")
-                version = self._configs[name].version_labels[label]
+                version = self._label_version(name, label)
+            if name not in self._configs:
+                raise NotFoundError(f"Servable not found for request: "
+                                    f"{f'Specific({name}, {version})' if version else f'Latest({name})'}")
             loaded = self._servables[name]
             if version:
                 servable = loaded.get(version)
@@ -114,25 +115,25 @@ class Registry:
         finally:
             servable.release()
 
-    def label_version(self, name: str, label: str) -> int:
-        """The version number a label names.
+    def _label_version(self, name: str, label: str) -> int:
+        """The version a label names (call with the lock held).
 
         Raises:
-            NotFoundError: unknown model or label.
+            InvalidInputError: the model has no such label (TF Serving's INVALID_ARGUMENT).
         """
-        with self._lock:
-            if name not in self._configs:
-                raise NotFoundError(f"Could not find any versions of model {name}")
-            if label not in self._configs[name].version_labels:
-                raise NotFoundError(f"Unrecognized servable version label: {label}")
-            return self._configs[name].version_labels[label]
+        config = self._configs.get(name)
+        if config is None or label not in config.version_labels:
+            raise InvalidInputError(f"Unrecognized servable version label: {label}")
+        return config.version_labels[label]
 
     def states(self, name: str, version: int | None = None) -> list[tuple[int, VersionState]]:
         """(version, state) for every version seen, or just `version`.
 
         Raises:
+            InvalidInputError: no model name.
             NotFoundError: unknown model, or a version never seen.
         """
+        _check_name(name)
         with self._lock:
             if name not in self._states or not self._states[name]:
                 raise NotFoundError(f"Could not find any versions of model {name}")
@@ -261,6 +262,12 @@ class Registry:
         with self._lock:
             if name in self._states:
                 self._states[name][version] = state
+
+
+def _check_name(name: str) -> None:
+    """Refuses a request without a model name, as TF Serving's ServerCore does (INVALID_ARGUMENT)."""
+    if not name:
+        raise InvalidInputError("ModelSpec has no name specified.")
 
 
 def _version_dirs(base_path: str) -> dict[int, Path] | None:

@@ -1,4 +1,13 @@
-"""One loaded version of a model: its SavedModel, signatures, warmup, batching and in-flight count."""
+"""One loaded version of a model: its SavedModel, signatures, warmup, batching and in-flight count.
+
+TF2 SavedModels load with `tf.saved_model.load` and run their signatures as
+TF2 functions (XLA included): impasto's own exports (those with
+assets.extra/impasto_export.json) are held to their signature contract (shapes,
+batch size); other TF2 models get the request's tensors as TensorFlow's
+signature function takes them. TF1 graph SavedModels run in a session
+(`session_model`), as tensorflow_model_server runs them: the graph gets the
+request's tensors as they are.
+"""
 
 import os
 import threading
@@ -6,7 +15,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import tensorflow as tf
+from google.protobuf import text_format
+from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
@@ -15,7 +27,9 @@ from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
 from impasto.serving.batching import Batcher
 from impasto.serving.config import BatchingOptions
-from impasto.serving.errors import CancelledError, DeadlineExceededError, NotFoundError
+from impasto.serving.errors import (CancelledError, DeadlineExceededError, ModelError, SignatureNotFoundError,
+                                   grpc_code)
+from impasto.serving.session_model import SERVE_TAG, SessionModel
 from impasto.serving.tensors import Arrays
 
 MAX_WARMUP_RECORDS = 1000
@@ -45,11 +59,10 @@ class Servable:
         self._cond = threading.Condition()
         self._in_flight = 0
         started = time.monotonic()
-        self._model = tf.saved_model.load(str(self.path))
-        self._functions = dict(self._model.signatures)
-        self.signature_def_map = _read_signature_defs(self.path)
-        self._inputs = {name: function.structured_input_signature[1] for name, function in self._functions.items()}
-        self._outputs = {name: function.structured_outputs for name, function in self._functions.items()}
+        self.is_impasto_export = (self.path / keys.ASSETS_EXTRA / keys.METADATA_FILE).is_file()
+        saved_model = _read_saved_model(self.path)
+        self._model = FunctionModel(self.path) if _is_tf2(saved_model) else SessionModel(self.path)
+        self.signature_def_map = _signature_def_map(saved_model)
         self._batcher = None  # Warmup runs each request alone.
         loaded = time.monotonic()
         self.load_seconds = loaded - started
@@ -61,10 +74,9 @@ class Servable:
         """The named signature's inputs.
 
         Raises:
-            NotFoundError: no such signature.
+            SignatureNotFoundError: no such signature.
         """
-        self._function(signature)
-        return self._inputs[signature]
+        return self._model.input_specs(signature)
 
     def predict(self, signature: str, inputs: Arrays, output_filter=(), deadline: float | None = None,
                 cancelled: threading.Event | None = None) -> Arrays:
@@ -81,14 +93,19 @@ class Servable:
             Output arrays by key.
 
         Raises:
-            NotFoundError: unknown signature.
+            SignatureNotFoundError: unknown signature.
             InvalidInputError: inputs that do not fit the signature, or that the model refuses.
+            ModelError: another TensorFlow error while the model ran, with its status code.
             DeadlineExceededError, ResourceExhaustedError, CancelledError: from the batching queue.
         """
         signature = signature or keys.SERVING_DEFAULT
-        self._function(signature)
-        names = tensors.check_output_filter(self._outputs[signature], output_filter)
-        size = tensors.check_inputs(self._inputs[signature], inputs, self._max_batch_size)
+        names = tensors.check_output_filter(self._model.output_keys(signature), output_filter)
+        specs = self._model.input_specs(signature)
+        if self.is_impasto_export:
+            size = tensors.check_inputs(specs, inputs, self._max_batch_size)
+        else:
+            tensors.check_keys(specs, inputs)
+            size = tensors.batch_size(inputs) if self._batcher is not None else None
         if self._batcher is not None:
             outputs = self._batcher.submit(signature, inputs, size, deadline, cancelled)
         else:
@@ -96,7 +113,7 @@ class Servable:
                 raise DeadlineExceededError("Deadline exceeded before the request could run")
             if cancelled is not None and cancelled.is_set():
                 raise CancelledError("the client cancelled the request before it ran")
-            outputs = self._run(signature, inputs)
+            outputs = self._run(signature, inputs, names)
         return {name: outputs[name] for name in names}
 
     def acquire(self) -> None:
@@ -117,23 +134,20 @@ class Servable:
             self._cond.wait_for(lambda: self._in_flight == 0)
         if self._batcher is not None:
             self._batcher.close()
-        self._functions, self._model = {}, None
+        self._model.close()
 
-    def _function(self, signature: str):
-        try:
-            return self._functions[signature]
-        except KeyError:
-            raise NotFoundError(f'Serving signature name: "{signature}" not found in signature def') from None
+    def _run(self, signature: str, inputs: Arrays, outputs: list[str] | None = None) -> Arrays:
+        """Runs the signature on `inputs`, fetching `outputs` (None: all, as the batcher asks).
 
-    def _run(self, signature: str, inputs: Arrays) -> Arrays:
-        """Calls the signature's concrete function; the model's InvalidArgument errors become bad input."""
-        specs = self._inputs[signature]
-        feeds = {name: tf.constant(array, dtype=specs[name].dtype) for name, array in inputs.items()}
+        A TensorFlow INVALID_ARGUMENT error becomes bad input; the model's other errors keep their code.
+        """
+        outputs = self._model.output_keys(signature) if outputs is None else outputs
         try:
-            outputs = self._functions[signature](**feeds)
-        except tf.errors.InvalidArgumentError as error:
-            raise InvalidInputError(_tf_error_text(error)) from None
-        return {name: value.numpy() for name, value in outputs.items()}
+            return self._model.run(signature, inputs, outputs)
+        except ModelError as error:
+            if error.code == grpc.StatusCode.INVALID_ARGUMENT:
+                raise InvalidInputError(_tf_error_text(str(error))) from None
+            raise
 
     def _replay_warmup(self) -> int:
         """Runs each PredictionLog request of assets.extra/tf_serving_warmup_requests once.
@@ -162,19 +176,89 @@ class Servable:
         return count
 
 
-def _read_signature_defs(path: Path) -> get_model_metadata_pb2.SignatureDefMap:
-    """The SignatureDefs of the SavedModel's serving MetaGraph, as GetModelMetadata reports them."""
-    saved_model = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+def _read_saved_model(path: Path) -> saved_model_pb2.SavedModel:
+    """The version's saved_model.pb (or saved_model.pbtxt).
+
+    Raises:
+        RuntimeError: neither file parses as a SavedModel.
+    """
+    binary = path / "saved_model.pb"
+    try:
+        if binary.exists():
+            return saved_model_pb2.SavedModel.FromString(binary.read_bytes())
+        return text_format.Parse((path / "saved_model.pbtxt").read_text(), saved_model_pb2.SavedModel())
+    except (OSError, DecodeError, text_format.ParseError) as error:
+        raise RuntimeError(f"cannot parse the SavedModel in {path} (saved_model.pb or .pbtxt): {error}") from None
+
+
+def _is_tf2(saved_model: saved_model_pb2.SavedModel) -> bool:
+    """Whether tf.saved_model.save wrote it (its MetaGraph holds an object graph); TF1's builder writes none."""
+    return any(len(graph.object_graph_def.nodes) for graph in saved_model.meta_graphs)
+
+
+def _signature_def_map(saved_model: saved_model_pb2.SavedModel) -> get_model_metadata_pb2.SignatureDefMap:
+    """The SignatureDefs of the serving MetaGraph, as GetModelMetadata reports them."""
+    serving = [graph for graph in saved_model.meta_graphs if SERVE_TAG in graph.meta_info_def.tags]
     result = get_model_metadata_pb2.SignatureDefMap()
-    for name, signature_def in saved_model.meta_graphs[0].signature_def.items():
+    for name, signature_def in (serving or saved_model.meta_graphs)[0].signature_def.items():
         result.signature_def[name].CopyFrom(signature_def)
     return result
 
 
-def _tf_error_text(error: tf.errors.OpError) -> str:
-    """The useful line(s) of a TensorFlow op error, without graph execution boilerplate."""
+def _tf_error_text(message: str) -> str:
+    """The useful line(s) of a TensorFlow op error message, without graph execution boilerplate."""
     skip = ("Graph execution error", "Detected at node", "<stack traces", "[[", "File ", "Error in user-defined")
-    lines = [line.strip() for line in error.message.splitlines()]
+    lines = [line.strip() for line in message.splitlines()]
     kept = [line for line in lines if line and not line.startswith(skip)]
-    return "; ".join(kept) or error.message
+    return "; ".join(kept) or message
+
+
+class FunctionModel:
+    """A TF2 SavedModel loaded with `tf.saved_model.load`: each signature a concrete function.
+
+    Args:
+        path: the version directory.
+    """
+
+    def __init__(self, path: Path):
+        self._model = tf.saved_model.load(str(path))
+        self._functions = dict(self._model.signatures)
+        self._inputs = {name: function.structured_input_signature[1] for name, function in self._functions.items()}
+
+    def input_specs(self, signature: str) -> tensors.Specs:
+        """The signature's inputs.
+
+        Raises:
+            SignatureNotFoundError: no such signature.
+        """
+        return self._inputs[self._known(signature)]
+
+    def output_keys(self, signature: str) -> list[str]:
+        """The signature's output keys, sorted."""
+        return sorted(self._functions[self._known(signature)].structured_outputs)
+
+    def run(self, signature: str, inputs: Arrays, outputs: list[str]) -> Arrays:
+        """Calls the signature's function.
+
+        Raises:
+            ModelError: TensorFlow refused the inputs (INVALID_ARGUMENT) or failed, with its status code.
+        """
+        specs = self._inputs[signature]
+        feeds = {name: tf.constant(array, dtype=specs[name].dtype) for name, array in inputs.items()}
+        try:
+            results = self._functions[signature](**feeds)
+        except tf.errors.OpError as error:
+            raise ModelError(grpc_code(error.error_code), error.message) from None
+        except (TypeError, ValueError) as error:  # Inputs the function's own call refuses.
+            raise ModelError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        return {name: results[name].numpy() for name in outputs}
+
+    def close(self) -> None:
+        """Drops the functions and the loaded object (freed once no request holds them)."""
+        self._functions, self._model = {}, None
+
+    def _known(self, signature: str) -> str:
+        if signature not in self._functions:
+            raise SignatureNotFoundError(signature)
+        return signature
 

@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--ssl_key_file", help="PEM private key of --ssl_cert_file")
     add("--ssl_client_ca_file", help="PEM CA certificates: require client certificates they signed (mutual TLS)")
     add("--grpc_max_threads", type=int, default=64, help="gRPC handler threads (default 64)")
+    add("--grpc_socket_path", help="also serve gRPC (plaintext) on this Unix domain socket")
+    add("--grpc_channel_arguments", default="", help="gRPC server options as name=value,name=value")
     add("--max_request_bytes", type=int, default=Limits.max_request_bytes,
         help=f"largest request accepted, in bytes; 0: no limit (default {Limits.max_request_bytes})")
     add("--max_request_batch_size", type=int, default=Limits.max_batch_size,
@@ -149,7 +151,8 @@ def run(argv: list[str]) -> int:
     predictor = Predictor(registry, metrics, limits)
     server, health, port = build_server(predictor, f"{args.host}:{args.port}", args.grpc_max_threads,
                                         tls_files.grpc_credentials() if tls_files else None,
-                                        args.max_concurrent_requests)
+                                        args.max_concurrent_requests, args.grpc_socket_path,
+                                        config_files.parse_channel_arguments(args.grpc_channel_arguments))
     rest = None
     if args.rest_api_port:
         try:

@@ -6,6 +6,7 @@ so the gRPC and REST front ends answer the same mistake the same way.
 
 import base64
 import binascii
+import json
 import math
 
 import numpy as np
@@ -72,29 +73,49 @@ def decode_protos(specs: Specs, protos, max_bytes: int | None = None) -> Arrays:
     return {key: from_tensor_proto(key, protos[key], max_bytes) for key in sorted(protos)}
 
 
+_PROTO_FIELDS = {
+    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val", types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val", types_pb2.DT_STRING: "string_val",
+}
+"""The repeated field TensorFlow's Tensor::AsProtoField fills for each dtype."""
+
+
 def to_tensor_proto(array: np.ndarray) -> tensor_pb2.TensorProto:
-    """Encodes one output array."""
-    return tf.make_tensor_proto(array)
+    """Encodes one output array in the typed repeated field (float_val, string_val, ...), as TF Serving's
+    Predict does (Tensor::AsProtoField), so clients that read `float_val` see the values; dtypes without
+    such a field go into tensor_content."""
+    dtype = tf.as_dtype(array.dtype if array.dtype != object else tf.string).as_datatype_enum
+    field = _PROTO_FIELDS.get(dtype)
+    if field is None:
+        return tf.make_tensor_proto(array)
+    proto = tensor_pb2.TensorProto(dtype=dtype)
+    proto.tensor_shape.SetInParent()  # Present for a scalar too, as AsProtoField writes it.
+    for size in array.shape:
+        proto.tensor_shape.dim.add(size=size)
+    getattr(proto, field).extend(array.ravel().tolist())
+    return proto
+
+
+def tf_type_name(enum: int) -> str:
+    """DT_FLOAT -> 'float', DT_STRING -> 'string': TensorFlow's DataTypeString, as its messages spell dtypes."""
+    try:
+        return types_pb2.DataType.Name(enum).removeprefix("DT_").lower()
+    except ValueError:
+        return "invalid"
 
 
 def check_proto_dtypes(specs: Specs, protos) -> None:
     """Refuses request TensorProtos whose dtype differs from the signature's, before decoding them.
 
     Raises:
-        InvalidInputError: "Expects arg[i] to be <dtype> but <dtype> is provided".
+        InvalidInputError: "Expects arg[i] to be <dtype> but <dtype> is provided", TensorFlow's words.
     """
     for index, key in enumerate(sorted(specs)):
         if key in protos and protos[key].dtype != specs[key].dtype.as_datatype_enum:
-            raise InvalidInputError(f"Expects arg[{index}] ('{key}') to be {specs[key].dtype.name} "
-                                    f"but {_short_dtype(protos[key].dtype)} is provided")
-
-
-def _short_dtype(enum: int) -> str:
-    """DT_FLOAT -> 'float32', as TensorFlow spells dtypes in its messages; 'invalid' for unknown numbers."""
-    try:
-        return tf.as_dtype(enum).name
-    except TypeError:
-        return "invalid"
+            raise InvalidInputError(f"Expects arg[{index}] to be {tf_type_name(specs[key].dtype.as_datatype_enum)} "
+                                    f"but {tf_type_name(protos[key].dtype)} is provided (input '{key}')")
 
 
 def check_keys(specs: Specs, names) -> None:
@@ -112,7 +133,11 @@ def check_keys(specs: Specs, names) -> None:
 
 
 def check_inputs(specs: Specs, inputs: Arrays, max_batch_size: int | None = None) -> int:
-    """Checks names, ranks, fixed dimensions and batch sizes of decoded inputs against a signature.
+    """Checks decoded inputs against a signature whose shapes are a contract: impasto's own exports.
+
+    Their signatures are TF2 functions, which refuse incompatible shapes themselves when
+    called; this answers first, naming the input. Other SavedModels run in a session
+    (`session_model`), which gets whatever shape the request holds, as in TF Serving.
 
     Args:
         specs: the signature's inputs.
@@ -147,13 +172,30 @@ def check_inputs(specs: Specs, inputs: Arrays, max_batch_size: int | None = None
     return batch
 
 
-def check_output_filter(outputs: Specs, output_filter) -> list[str]:
+def batch_size(inputs: Arrays) -> int:
+    """The common first dimension of a request's inputs, which server-side batching splits and joins along.
+
+    Raises:
+        InvalidInputError: a scalar input or differing first dimensions, in TF Serving's batching words.
+    """
+    if not inputs or any(array.ndim == 0 for array in inputs.values()):
+        raise InvalidInputError("Batching Run() input tensors must have at least one dimension")
+    sizes = {array.shape[0] for array in inputs.values()}
+    if len(sizes) > 1:
+        raise InvalidInputError("Batching Run() input tensors must have equal 0th-dimension size")
+    return sizes.pop()
+
+
+def check_output_filter(outputs, output_filter) -> list[str]:
     """The outputs to send back: all when the filter is empty.
 
     Raises:
-        InvalidInputError: the filter names an output the signature lacks.
+        InvalidInputError: the filter names an output the signature lacks, or one output twice.
     """
-    for alias in output_filter:
+    output_filter = list(output_filter)
+    for index, alias in enumerate(output_filter):
+        if alias in output_filter[:index]:
+            raise InvalidInputError(f"duplicate output tensor alias: {alias}")
         if alias not in outputs:
             raise InvalidInputError(f"output tensor alias not found in signature: {alias} Outputs expected "
                                     f"to be in the set {{{','.join(sorted(outputs))}}}.")
@@ -164,16 +206,61 @@ def from_json(key: str, value, spec: tf.TensorSpec) -> np.ndarray:
     """Decodes one input from TF Serving's REST JSON: nested lists, strings as text or {"b64": ...}.
 
     Raises:
-        InvalidInputError: values that do not fit the signature's dtype, are ragged or nest too deeply.
+        InvalidInputError: values that do not fit the signature's dtype (in TF Serving's words), are
+            ragged or nest too deeply.
     """
     try:
+        error = json_type_error(value, spec)
+        if error:
+            raise InvalidInputError(error)
         return _from_json(key, value, spec)
     except RecursionError:
         raise InvalidInputError(f"input '{key}': lists nested too deeply") from None
 
 
+def json_type_error(value, spec: tf.TensorSpec) -> str | None:
+    """TF Serving's message for the first leaf of `value` that the signature's dtype cannot hold, or None.
+
+    Numbers fit float and double (not booleans), integers fit integer dtypes, booleans bool,
+    and strings or {"b64": ...} objects fit string.
+
+    Raises:
+        InvalidInputError: lists nested too deeply to walk.
+    """
+    leaves = []
+    try:
+        _map_leaves(value, leaves.append)
+    except RecursionError:
+        raise InvalidInputError("JSON Value: lists nested too deeply") from None
+    dtype = spec.dtype
+    for leaf in leaves:
+        if dtype == tf.string:
+            fits = isinstance(leaf, str) or isinstance(leaf, dict)
+        elif dtype == tf.bool:
+            fits = isinstance(leaf, bool)
+        elif dtype.is_floating:
+            fits = isinstance(leaf, (int, float)) and not isinstance(leaf, bool)
+        elif dtype.is_integer:
+            fits = isinstance(leaf, int) and not isinstance(leaf, bool)
+        else:
+            fits = True
+        if not fits:
+            return (f"JSON Value: {json.dumps(leaf)} Type: {_json_type(leaf)} is not of expected type: "
+                    f"{tf_type_name(dtype.as_datatype_enum)}")
+    return None
+
+
+def _json_type(value) -> str:
+    """rapidjson's name for a JSON value's type, as TF Serving's messages use it."""
+    if value is None or isinstance(value, bool):
+        return {None: "Null", True: "True", False: "False"}[value]
+    if isinstance(value, (int, float)):
+        return "Number"
+    return {dict: "Object", list: "Array", str: "String"}.get(type(value), type(value).__name__)
+
+
 def _from_json(key: str, value, spec: tf.TensorSpec) -> np.ndarray:
-    """`from_json` without the guard against deep nesting."""
+    """`from_json` after the type check, without the guard against deep nesting."""
     if spec.dtype == tf.string:
         value = _map_leaves(value, lambda leaf: _json_string(key, leaf))
         try:
@@ -183,14 +270,6 @@ def _from_json(key: str, value, spec: tf.TensorSpec) -> np.ndarray:
         if any(not isinstance(item, bytes) for item in array.reshape(-1)):
             raise InvalidInputError(f"input '{key}': ragged nested lists")
         return array
-    if isinstance(value, dict) or _has_dict(value):
-        raise InvalidInputError(f"input '{key}': {{\"b64\": ...}} is only allowed for string inputs, "
-                                f"the signature expects {spec.dtype.name}")
-    leaves = []
-    _map_leaves(value, leaves.append)
-    wanted = bool if spec.dtype == tf.bool else (int, float)
-    if not all(isinstance(leaf, wanted) for leaf in leaves):
-        raise InvalidInputError(f"input '{key}': expects {spec.dtype.name} values")
     try:
         return np.asarray(value, dtype=spec.dtype.as_numpy_dtype)
     except (ValueError, TypeError, OverflowError):
@@ -208,7 +287,7 @@ def _json_string(key: str, leaf) -> bytes:
             raise InvalidInputError(f"input '{key}': invalid base64 in {{\"b64\": ...}}") from None
     if isinstance(leaf, str):
         return leaf.encode()
-    raise InvalidInputError(f"input '{key}': expects string values, got {type(leaf).__name__}")
+    raise InvalidInputError(f"JSON Value: {json.dumps(leaf)} Type: {_json_type(leaf)} is not of expected type: string")
 
 
 def _map_leaves(value, function):
@@ -218,15 +297,13 @@ def _map_leaves(value, function):
     return function(value)
 
 
-def _has_dict(value) -> bool:
-    return isinstance(value, dict) or (isinstance(value, list) and any(_has_dict(item) for item in value))
-
-
 def to_json(key: str, array: np.ndarray):
     """Encodes one output for REST: strings as {"b64": ...} when the key ends in _bytes (as TF Serving does)."""
     if array.dtype == object:
         as_b64 = key.endswith("_bytes")
         return _map_leaves(array.tolist(), lambda leaf: _json_output_string(leaf, as_b64))
+    if array.dtype == np.float32:  # The shortest text that reads back as the same float32 (0.1, not 0.10000000149).
+        return array.astype(str).astype(np.float64).tolist()
     return array.tolist()
 
 

@@ -63,6 +63,8 @@ def test_metadata_check_names_every_mismatch(tiny_server):
         StylizeClient(tiny_server.target, "tiny", "nope")
     with pytest.raises(ServerMismatchError, match="Servable not found"):
         StylizeClient(tiny_server.target, "missing")
+    with pytest.raises(ServerMismatchError, match="Unrecognized servable version label: beta"):
+        StylizeClient(tiny_server.target, "tiny", version_label="beta")
     with pytest.raises(ServerMismatchError) as caught:
         StylizeClient(tiny_server.target, "wrong")
     message = str(caught.value)

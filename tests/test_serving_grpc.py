@@ -81,18 +81,18 @@ def test_versions_and_labels_select_the_version(stub, small_images):
         assert response.model_spec.version.value == version, spec
 
 
-def test_unknown_model_version_label_and_signature_are_not_found(stub, small_images):
+def test_unknown_model_version_label_and_signature_have_tf_serving_codes(stub, small_images):
     image = [small_images["koala.png"]]
-    cases = [({"model": "nope"}, "Servable not found for request: Latest(nope)"),
-             ({"version": 7}, "Servable not found for request: Specific(tiny, 7)"),
-             ({"label": "beta"}, "Unrecognized servable version label: beta"),
-             ({"signature": "nope"}, 'Serving signature name: "nope" not found in signature def')]
-    for spec, message in cases:
+    cases = [({"model": "nope"}, grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(nope)"),
+             ({"version": 7}, grpc.StatusCode.NOT_FOUND, "Servable not found for request: Specific(tiny, 7)"),
+             ({"label": "beta"}, grpc.StatusCode.INVALID_ARGUMENT, "Unrecognized servable version label: beta"),
+             ({"signature": "nope"}, grpc.StatusCode.FAILED_PRECONDITION, 'Serving signature key "nope" not found.')]
+    for spec, code, message in cases:
         model = spec.pop("model", "tiny")
         request = _images_request(image, **spec)
         request.model_spec.name = model
         error = _rpc_error(stub.Predict, request)
-        assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, message)
+        assert (error.code(), error.details()) == (code, message)
 
 
 def test_corrupt_image_is_invalid_argument_and_the_server_keeps_serving(stub, small_images, data_dir):
@@ -107,7 +107,7 @@ def test_corrupt_image_is_invalid_argument_and_the_server_keeps_serving(stub, sm
 def test_bad_inputs_are_invalid_argument_in_tf_serving_words(stub, small_images):
     image = tf.make_tensor_proto([small_images["koala.png"]], dtype=tf.string)
     cases = [
-        ({keys.IMAGE_BYTES: tf.make_tensor_proto([1.0, 2.0])}, "", r"Expects arg\[0\] \('image_bytes'\) to be string"),
+        ({keys.IMAGE_BYTES: tf.make_tensor_proto([1.0, 2.0])}, "", r"Expects arg\[0\] to be string but float is provided \(input 'image_bytes'\)"),
         ({"pixels": image}, "", r"Sent extra: \{pixels\}. Missing but required: \{image_bytes\}"),
         ({keys.IMAGE_BYTES: image, "extra": image}, "", r"Sent extra: \{extra\}"),
         ({keys.IMAGE_BYTES: tf.make_tensor_proto(np.array([], dtype=object), dtype=tf.string)}, "", "empty batch"),

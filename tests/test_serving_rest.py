@@ -56,15 +56,17 @@ def test_predict_errors_are_json_with_http_codes(tiny_server, small_images, data
     cases = [
         ("/v1/models/tiny:predict", {"instances": [corrupt]}, 400, ""),
         ("/v1/models/tiny:predict", {"instances": [{"b64": "%%%"}]}, 400, "base64"),
-        ("/v1/models/tiny:predict", {"instances": [1.5]}, 400, "string"),
-        ("/v1/models/tiny:predict", {"instances": []}, 400, "non-empty"),
+        ("/v1/models/tiny:predict", {"instances": [1.5]}, 400, "not of expected type: string"),
+        ("/v1/models/tiny:predict", {"instances": []}, 400, "No values in 'instances' array"),
         ("/v1/models/tiny:predict", {"instances": [image], "inputs": [image]}, 400, "only one of"),
         ("/v1/models/tiny:predict", {"signature_name": keys.STYLIZE_CONTROLS, "instances": [image]}, 400, "name each"),
         ("/v1/models/nope:predict", {"instances": [image]}, 404, "Servable not found"),
         ("/v1/models/tiny/versions/9:predict", {"instances": [image]}, 404, "Specific(tiny, 9)"),
-        ("/v1/models/tiny/labels/beta:predict", {"instances": [image]}, 404, "label: beta"),
+        ("/v1/models/tiny/labels/beta:predict", {"instances": [image]}, 400, "label: beta"),
+        ("/v1/models/tiny:predict", {"signature_name": "nope", "instances": [image]}, 400,
+         'Serving signature name: "nope" not found in signature def'),
         ("/v1/models/tiny:classify", {"examples": []}, 501, "not supported"),
-        ("/v1/models/tiny:explode", {"instances": [image]}, 404, "Malformed request"),
+        ("/v1/models/tiny:explode", {"instances": [image]}, 400, "Malformed request"),
     ]
     for path, body, code, text in cases:
         status, answer = _call(tiny_server, path, body)
@@ -84,7 +86,7 @@ def test_status_and_metadata(tiny_server):
     status, body = _call(tiny_server, "/v1/models/tiny/versions/1")
     assert [entry["version"] for entry in body["model_version_status"]] == ["1"]
     status, body = _call(tiny_server, "/v1/models/tiny/metadata")
-    assert status == 200 and body["model_spec"] == {"name": "tiny", "version": "2"}
+    assert status == 200 and body["model_spec"] == {"name": "tiny", "signature_name": "", "version": "2"}
     signature = body["metadata"]["signature_def"]["signature_def"][keys.SERVING_DEFAULT]
     assert signature["inputs"][keys.IMAGE_BYTES]["dtype"] == "DT_STRING"
     assert _call(tiny_server, "/v1/models/nope")[0] == 404

@@ -1,6 +1,7 @@
 """In-process tests of the serving building blocks: batching, version policies, configs, metrics, tensors."""
 
 import base64
+import json
 import socket
 import threading
 import time
@@ -238,7 +239,7 @@ def test_tensor_checks_use_tf_serving_messages():
     with pytest.raises(InvalidInputError, match=r"has shape \[1, 1\]"):
         tensors.check_inputs(specs, {"image_bytes": np.array([[b"a"]], dtype=object), "strength": np.zeros(1)})
     proto = tf.make_tensor_proto([1.0])
-    with pytest.raises(InvalidInputError, match=r"Expects arg\[0\] \('image_bytes'\) to be string but float32"):
+    with pytest.raises(InvalidInputError, match=r"Expects arg\[0\] to be string but float is provided"):
         tensors.check_proto_dtypes(specs, {"image_bytes": proto})
 
 
@@ -254,10 +255,12 @@ def test_json_b64_round_trip(values):
 def test_json_inputs_are_checked_against_the_signature_dtype():
     with pytest.raises(InvalidInputError, match="invalid base64"):
         tensors.from_json("image_bytes", [{"b64": "not base64!"}], tf.TensorSpec([None], tf.string))
-    with pytest.raises(InvalidInputError, match="expects float32"):
+    with pytest.raises(InvalidInputError, match='JSON Value: "0.5" Type: String is not of expected type: float'):
         tensors.from_json("strength", ["0.5"], tf.TensorSpec([None], tf.float32))
-    with pytest.raises(InvalidInputError, match="expects bool"):
+    with pytest.raises(InvalidInputError, match="JSON Value: 1 Type: Number is not of expected type: bool"):
         tensors.from_json("preserve_color", [1], tf.TensorSpec([None], tf.bool))
+    with pytest.raises(InvalidInputError, match="JSON Value: true Type: True is not of expected type: float"):
+        tensors.from_json("strength", [True], tf.TensorSpec([None], tf.float32))
     assert tensors.from_json("preserve_color", [True, False], tf.TensorSpec([None], tf.bool)).tolist() == [True, False]
 
 
@@ -280,3 +283,29 @@ def test_server_reads_the_files_impasto_export_writes(tmp_path):
     options = config.BatchingOptions.from_file(tmp_path / tfserving_config.BATCHING_PARAMETERS)
     assert (options.max_batch_size, options.num_batch_threads) == (4, 1)
     assert config.prometheus_path(tmp_path / tfserving_config.MONITORING_CONFIG) == tfserving_config.PROMETHEUS_PATH
+
+
+@pytest.mark.parametrize("array", [np.array(3.0, np.float32), np.arange(6, dtype=np.float32).reshape(2, 3),
+                                   np.array([1, -2], np.int32), np.array([[7]], np.int64), np.array([True, False]),
+                                   np.array([b"a", b"\xff"], dtype=object), np.array([0.25], np.float64),
+                                   np.array([1.5], np.float16)])
+def test_output_protos_use_the_typed_fields_and_read_back_equal(array):
+    proto = tensors.to_tensor_proto(array)
+    assert proto.HasField("tensor_shape")
+    assert not proto.tensor_content  # Values in float_val, int_val, ..., as TF Serving's AsProtoField writes them.
+    np.testing.assert_array_equal(tf.make_ndarray(proto), array)
+    assert tf.make_ndarray(proto).shape == array.shape
+
+
+def test_float32_json_is_the_shortest_text_that_reads_back_the_same():
+    values = np.array([0.1, 2.5, 1e-8, 3.0, 16777217.0], np.float32)
+    assert json.dumps(tensors.to_json("y", values)) == "[0.1, 2.5, 1e-08, 3.0, 16777216.0]"
+    np.testing.assert_array_equal(np.array(tensors.to_json("y", values), np.float32), values)
+
+
+def test_grpc_channel_arguments_parse_like_tensorflow_model_server():
+    assert config.parse_channel_arguments("grpc.max_connection_age_ms=2000, grpc.lb_policy_name=grpclb") == [
+        ("grpc.max_connection_age_ms", 2000), ("grpc.lb_policy_name", "grpclb")]
+    assert config.parse_channel_arguments("") == []
+    with pytest.raises(InvalidInputError, match="not name=value"):
+        config.parse_channel_arguments("grpc.max_connection_age_ms")
