@@ -72,7 +72,8 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints) -
     scores = {"content_photo": value(content), "feed_forward": value(stylized)}
     reports = {}
     started = time.perf_counter()
-    GatysStylizer(config, vgg).stylize(content, [style_image], on_progress=lambda p: reports.setdefault(p.iteration, p.value))
+    GatysStylizer(config, vgg).stylize(content, [style_image],
+                                       on_progress=lambda p: reports.setdefault(p.iteration, p.value))
     for iterations in checkpoints:
         scores[f"lbfgs_{iterations}"] = reports.get(iterations)
     scores["lbfgs_seconds"] = round(time.perf_counter() - started, 1)
@@ -100,8 +101,8 @@ def main(argv=None) -> dict:
                 results[key] = score_photo(network, metadata, vgg, style_image, image_io.load_image(photo_path), size,
                                            checkpoints)
                 _log(json.dumps(results[key]))
-    summary = {"all_feed_forward_at_or_below_lbfgs_50": all(r["feed_forward_at_or_below_lbfgs_50"] for r in results.values()),
-               "results": results}
+    all_below = all(r["feed_forward_at_or_below_lbfgs_50"] for r in results.values())
+    summary = {"all_feed_forward_at_or_below_lbfgs_50": all_below, "results": results}
     print(json.dumps(summary))
     return summary
 

@@ -58,7 +58,8 @@ GRAIN = 4.0
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", default=str(common.REPO_ROOT / "data/samples/photos"), help="photos; the first is used")
+    parser.add_argument("--photos", default=str(common.REPO_ROOT / "data/samples/photos"),
+                        help="photos; the first is used")
     parser.add_argument("--styles", default=str(common.REPO_ROOT / "data/samples/styles"),
                         help="style images (optimize: the first is used)")
     parser.add_argument("--model", default="starry_night", help="bundled model name, run dir or .npz (fast method)")

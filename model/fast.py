@@ -7,7 +7,6 @@ from impasto.model import color
 from impasto.model.tiling import Tiling, tiled_function
 from impasto.model.transformer import TransformerNet
 
-
 # On CPU, batches of images this large (pixels each) run one image at a time: a
 # batch of one keeps the activations in cache and its instance norms need no batch
 # folding, ~7% faster per image at 512 px; batching smaller images still pays

@@ -64,7 +64,8 @@ def _mean_square(tensor: tf.Tensor) -> tf.Tensor:
     return tf.nn.l2_loss(tensor) * (2.0 / count)
 
 
-def content_loss(features: Mapping[str, tf.Tensor], content_targets: Mapping[str, tf.Tensor], layer_weights: LayerWeights):
+def content_loss(features: Mapping[str, tf.Tensor], content_targets: Mapping[str, tf.Tensor],
+                 layer_weights: LayerWeights):
     """Weighted mean squared difference between features and content features.
 
     Args:
@@ -187,7 +188,8 @@ class LossConfig:
         """Johnson et al. 2016: content block2_conv2 (relu2_2), style relu1_2 .. relu4_3."""
         return cls(
             content_layers=(("block2_conv2", 1.0),),
-            style_layers=tuple((name, 1.0) for name in ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")),
+            style_layers=tuple((name, 1.0)
+                               for name in ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")),
             content_weight=1.0,
             style_weight=2e-4,
             tv_weight=1.0,

@@ -104,7 +104,8 @@ def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = D
     for layer in range(len(network.encoder) - 1):
         known = tuple(encoder_statistics)
         encoder_statistics.append(_moments_over_tiles(
-            prepared, core, ENCODER_HALO, lambda tile, known=known, layer=layer: network.encode(tile, known, stop=layer),
+            prepared, core, ENCODER_HALO,
+            lambda tile, known=known, layer=layer: network.encode(tile, known, stop=layer),
             scale=(1, 2 ** layer), groups=1))
     known = tuple(encoder_statistics)
     last = len(network.encoder) - 1
@@ -117,7 +118,8 @@ def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = D
     for layer in range(len(network.decoder)):
         known = tuple(decoder_statistics)
         decoder_statistics.append(_moments_over_tiles(
-            residual, core // 4, DECODER_HALO, lambda tile, known=known, layer=layer: network.decode(tile, known, stop=layer),
+            residual, core // 4, DECODER_HALO,
+            lambda tile, known=known, layer=layer: network.decode(tile, known, stop=layer),
             scale=(2 ** layer, 1), groups=4))
     known = tuple(decoder_statistics)
     stylized = assemble_tiles(residual, core // 4, DECODER_HALO, lambda tile: network.decode(tile, known),

@@ -125,7 +125,8 @@ class _Conv(tf.Module):
                  normalize: bool = True, relu: bool = True, name: str | None = None):
         super().__init__(name=name)
         fan_in = kernel_size * kernel_size * channels_in
-        initial = tf.random.truncated_normal([kernel_size, kernel_size, channels_in, channels_out], stddev=math.sqrt(2.0 / fan_in))
+        initial = tf.random.truncated_normal([kernel_size, kernel_size, channels_in, channels_out],
+                                             stddev=math.sqrt(2.0 / fan_in))
         self.kernel = tf.Variable(initial, name="kernel")
         self.bias = tf.Variable(tf.zeros([channels_out]), name="bias")
         if normalize:

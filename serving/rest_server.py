@@ -32,7 +32,7 @@ from google.protobuf import json_format
 
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
-from impasto.serving.errors import RequestTooLargeError, ResourceExhaustedError, error_message, http_status
+from impasto.serving.errors import ResourceExhaustedError, error_message, http_status
 from impasto.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from impasto.serving.predictor import Predictor, Target
 

@@ -6,13 +6,14 @@ import subprocess
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
+from conftest import IMPASTO_COMMAND
 
-IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
+pytestmark = pytest.mark.subprocess
 
 
 def _stylize(*args, timeout=300):
-    return subprocess.run([IMPASTO, "stylize", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*IMPASTO_COMMAND, "stylize", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -77,12 +78,13 @@ def test_list_models_prints_one_name_a_line():
     assert finished.stdout.split() == bundled_model_names()
 
 
-def test_a_write_that_fails_midway_keeps_the_previous_output_and_leaves_no_partial_file(tmp_path, data_dir, tiny_bundle):
+def test_a_write_that_fails_midway_keeps_the_previous_output_and_leaves_no_partial_file(tmp_path, data_dir,
+                                                                                        tiny_bundle):
     out = tmp_path / "out.png"
     out.write_bytes(b"the previous result")
     limit = 4096  # bytes any file of the process may reach: the stylized PNG is larger, so its write fails partway.
     finished = subprocess.run(
-        [IMPASTO, "stylize", "--method", "fast", "--model", str(tiny_bundle), str(data_dir / "chelsea.png"),
+        [*IMPASTO_COMMAND, "stylize", "--method", "fast", "--model", str(tiny_bundle), str(data_dir / "chelsea.png"),
          "--out", str(out)], capture_output=True, text=True, timeout=300,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     assert finished.returncode == 1, finished.stderr[-2000:]

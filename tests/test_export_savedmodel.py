@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -15,7 +16,7 @@ from impasto.export.signatures import StylizeModule
 from impasto.export.warmup import read_warmup_requests, replay
 from impasto.model import image_io
 
-from conftest import DATA_DIR, REPO_ROOT
+from conftest import DATA_DIR
 
 SIGNATURES = {keys.SERVING_DEFAULT, keys.SERVING_NOXLA, keys.STYLIZE_TENSOR, keys.STYLIZE_CONTROLS}
 _INPUTS = {
@@ -49,6 +50,11 @@ def _meta_graph(version_dir):
     saved_model.ParseFromString((version_dir / "saved_model.pb").read_bytes())
     assert len(saved_model.meta_graphs) == 1 and "serve" in saved_model.meta_graphs[0].meta_info_def.tags
     return saved_model.meta_graphs[0]
+
+
+def _dtype_and_shape(tensor_info) -> tuple:
+    """(dtype, [sizes]) of a SignatureDef input or output."""
+    return tf.as_dtype(tensor_info.dtype), [dim.size for dim in tensor_info.tensor_shape.dim]
 
 
 def _must_compile_functions(meta_graph) -> list:
@@ -94,9 +100,9 @@ def test_signature_defs_declare_keys_dtypes_and_shapes(exported, which):
     assert set(signatures) == SIGNATURES
     for name, signature in signatures.items():
         assert signature.method_name == keys.PREDICT_METHOD_NAME
-        declared = {key: (tf.as_dtype(t.dtype), [d.size for d in t.tensor_shape.dim]) for key, t in signature.inputs.items()}
+        declared = {key: _dtype_and_shape(t) for key, t in signature.inputs.items()}
         assert declared == _INPUTS[name]
-        outputs = {key: (tf.as_dtype(t.dtype), [d.size for d in t.tensor_shape.dim]) for key, t in signature.outputs.items()}
+        outputs = {key: _dtype_and_shape(t) for key, t in signature.outputs.items()}
         assert outputs == _OUTPUTS.get(name, {keys.STYLIZED_IMAGE_BYTES: (tf.string, [-1])})
 
 
@@ -109,9 +115,10 @@ def test_only_the_network_is_marked_for_xla(exported):
     assert _must_compile_functions(_meta_graph(exported["noxla"])) == []
 
 
+@pytest.mark.subprocess
 def test_saved_model_cli_shows_the_export(exported):
-    finished = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "saved_model_cli"), "show", "--all", "--dir",
-                               str(exported["xla"])], capture_output=True, text=True, timeout=300)
+    finished = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all",
+                               "--dir", str(exported["xla"])], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert all(f"signature_def['{name}']" in finished.stdout for name in SIGNATURES)
 

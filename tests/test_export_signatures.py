@@ -144,7 +144,7 @@ def test_stylize_tensor_matches_the_bare_network_at_bucket_sizes(export_module, 
 def test_stylize_tensor_keeps_the_size_of_large_inputs(export_module, export_network):
     images = np.random.default_rng(0).uniform(0, 255, (2, 150, 260, 3)).astype(np.float32)
     stylized = export_module.stylize_tensor(tf.constant(images))[keys.STYLIZED_IMAGES].numpy()
-    assert stylized.shape == images.shape and 0 <= stylized.min() and stylized.max() <= 255
+    assert stylized.shape == images.shape and stylized.min() >= 0 and stylized.max() <= 255
     untiled = np.clip(export_network(images).numpy(), 0, 255)  # Tiled, at full size: what the whole image gives.
     assert np.abs(stylized - untiled).max() < 0.05
 
@@ -153,6 +153,7 @@ def test_stylize_tensor_keeps_the_size_of_large_inputs(export_module, export_net
     assert scaled.shape == images.shape and np.abs(scaled - untiled).mean() > 1.0
 
 
+@pytest.mark.slow
 def test_large_images_are_tiled_seam_free_at_their_own_size(export_network):
     """Above tile_pixels, 32-pixel tiles; the PNG equals the CLI's untiled stylization to a level."""
     config = ServingConfig(max_side=128, ladder=(64,), jit_compile=False, tile_pixels=64 * 64, tile_size=32)

@@ -48,8 +48,8 @@ def test_style_transfer_loss_parts_sum_to_the_total(tiny_vgg):
     config = losses.LossConfig.gatys()
     rng = np.random.default_rng(1)
     image, content, style = (rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32) for _ in range(3))
-    content_targets = tiny_vgg(content, [l for l, _ in config.content_layers])
-    style_features = tiny_vgg(style, [l for l, _ in config.style_layers])
+    content_targets = tiny_vgg(content, [layer for layer, _ in config.content_layers])
+    style_features = tiny_vgg(style, [layer for layer, _ in config.style_layers])
     grams = {layer: losses.gram_matrix(value) for layer, value in style_features.items()}
     total, terms = losses.style_transfer_loss(image, tiny_vgg(image, config.all_layers), content_targets, grams, config)
     assert float(total) == pytest.approx(float(terms["content"] + terms["style"] + terms["tv"]), rel=1e-5)
@@ -60,7 +60,7 @@ def test_style_transfer_loss_parts_sum_to_the_total(tiny_vgg):
 def test_loss_config_presets_and_layer_weights():
     gatys = losses.LossConfig.gatys()
     assert gatys.content_layers == (("block4_conv2", 1.0),)
-    assert [l for l, _ in gatys.style_layers] == [f"block{b}_conv1" for b in range(1, 6)]
+    assert [layer for layer, _ in gatys.style_layers] == [f"block{b}_conv1" for b in range(1, 6)]
     assert gatys.style_layer_weights["block1_conv1"] == pytest.approx(gatys.style_weight)
     johnson = losses.LossConfig.johnson()
     assert "block2_conv2" in johnson.all_layers and len(set(johnson.all_layers)) == len(johnson.all_layers)

@@ -13,18 +13,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, load_test_image
 from impasto.model.errors import InvalidInputError
 from impasto.training import data
 from impasto.training.config import TrainConfig
 from impasto.training.trainer import Trainer
 
-IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
+from conftest import IMPASTO_COMMAND, load_test_image
 
 
+@pytest.mark.subprocess
 def test_kill_9_then_the_same_command_resumes_and_finishes(tmp_path, photo_dir, data_dir, tiny_vgg_file):
     run_dir = tmp_path / "run"
-    command = [IMPASTO, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir),
+    command = [*IMPASTO_COMMAND, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir),
                "--out", str(run_dir), "--preset", "tiny", "--steps", "16", "--checkpoint-every", "1",
                "--vgg-weights", str(tiny_vgg_file), "--no-progress"]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -19,7 +19,7 @@ def test_any_size_and_batch_keeps_the_shape_and_range(network, shape):
     images = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
     output = network(images).numpy()
     assert output.shape == shape and output.dtype == np.float32
-    assert 0.0 <= output.min() and output.max() <= 255.0
+    assert output.min() >= 0.0 and output.max() <= 255.0
 
 
 def test_batch_elements_are_independent(network):

@@ -31,7 +31,8 @@ class Adam(tf.Module):
         learning_rate: step size.
     """
 
-    def __init__(self, variables, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8):
+    def __init__(self, variables, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999,
+                 epsilon: float = 1e-8):
         super().__init__(name="adam")
         self.learning_rate = tf.Variable(learning_rate, trainable=False, name="learning_rate")
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")

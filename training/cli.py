@@ -51,7 +51,8 @@ def run(argv: list[str]) -> int:
                     validation_photos=args.validation_photos, mixed_precision=args.mixed_precision, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                     validate_every=args.validate_every, max_pixels=args.max_pixels)
-    loss_overrides = {"content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight}
+    loss_overrides = {"content_weight": args.content_weight, "style_weight": args.style_weight,
+                      "tv_weight": args.tv_weight}
     config = replace(config, loss=replace(config.loss, **{k: v for k, v in loss_overrides.items() if v is not None}))
     for name in ("steps", "batch_size", "image_size", "style_size", "checkpoint_every", "log_every", "validate_every",
                  "max_pixels"):

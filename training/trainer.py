@@ -24,8 +24,8 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from impasto.model import image_io
-from impasto.model.files import atomic_write_bytes
 from impasto.model.errors import InvalidInputError
+from impasto.model.files import atomic_write_bytes
 from impasto.model.library import write_bundle
 from impasto.model.losses import gram_matrix, style_transfer_loss
 from impasto.model.transformer import TransformerNet
@@ -120,7 +120,8 @@ class Trainer:
         if metadata_path.is_file():
             saved_width = json.loads(metadata_path.read_text())["width"]
             if not math.isclose(saved_width, self.config.width):
-                raise ValueError(f"{self.run_dir} holds a width-{saved_width} network; this run asks for {self.config.width}")
+                raise ValueError(
+                    f"{self.run_dir} holds a width-{saved_width} network; this run asks for {self.config.width}")
         newest_first = list(reversed(self.manager.checkpoints))
         for path in newest_first:
             try:
@@ -193,7 +194,8 @@ class Trainer:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
         validation_images = data.validation_batch(list(validation), config.image_size, config.max_pixels)
-        writer = tf.summary.create_file_writer(str(self.run_dir / "logs")) if self.is_chief else tf.summary.create_noop_writer()
+        writer = (tf.summary.create_file_writer(str(self.run_dir / "logs")) if self.is_chief
+                  else tf.summary.create_noop_writer())
         bar = tqdm(total=config.steps, initial=start_step, unit="step", disable=not show_progress, dynamic_ncols=True)
         losses, validation_loss, started = {}, None, time.perf_counter()
         step = start_step
@@ -213,7 +215,8 @@ class Trainer:
                 rate = (step - start_step) * config.batch_size / (time.perf_counter() - started)
                 bar.update(1)
                 bar.set_postfix({"loss": f"{losses['total']:.4g}", "content": f"{losses['content']:.3g}",
-                                 "style": f"{losses['style']:.3g}", "tv": f"{losses['tv']:.3g}", "img/s": f"{rate:.2f}"})
+                                 "style": f"{losses['style']:.3g}", "tv": f"{losses['tv']:.3g}",
+                                 "img/s": f"{rate:.2f}"})
                 with writer.as_default(step=step):
                     if step % config.log_every == 0:
                         for name, value in losses.items():
