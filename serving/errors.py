@@ -56,12 +56,6 @@ class CancelledError(ServingError):
     code = grpc.StatusCode.CANCELLED
 
 
-class FailedPreconditionError(ServingError):
-    """A request that cannot apply to the server's current state (e.g. a reload without a config)."""
-
-    code = grpc.StatusCode.FAILED_PRECONDITION
-
-
 _HTTP_STATUS = {
     grpc.StatusCode.OK: 200,
     grpc.StatusCode.CANCELLED: 499,
