@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.training import data
+from impasto.model.library import BUNDLE_FORMAT
+from impasto.training import cli, data
 from impasto.training.config import TrainConfig
 from impasto.training.trainer import Trainer
 
@@ -111,6 +112,25 @@ def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(trained_run, tmp
     for index in (run_dir / "checkpoints").glob("*.index"):
         index.write_bytes(b"not an sstable")
     with pytest.raises(InvalidInputError, match="none of the checkpoints"):
+        _trainer(run_dir, tiny_vgg_weights).restore()
+
+
+def test_resuming_with_another_width_exits_2_with_a_message_and_keeps_the_run(trained_run, tmp_path, data_dir,
+                                                                            photo_dir, tiny_vgg_file, capsys):
+    run_dir = trained_run(tmp_path)
+    (run_dir / "model.json").write_text(json.dumps({"format": BUNDLE_FORMAT, "width": 0.125, "style": "great_wave"}))
+    before = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    code = cli.run(["--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir), "--out", str(run_dir),
+                    "--preset", "tiny", "--width", "0.25", "--vgg-weights", str(tiny_vgg_file), "--no-progress"])
+    assert code == 2
+    assert "holds a width-0.125 network; this run asks for width 0.25" in capsys.readouterr().err
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == before
+
+
+def test_a_run_directory_of_another_format_is_refused(trained_run, tmp_path, tiny_vgg_weights):
+    run_dir = trained_run(tmp_path)
+    (run_dir / "model.json").write_text(json.dumps({"format": "impasto-transformer/2", "width": 0.125}))
+    with pytest.raises(InvalidInputError, match="model format 'impasto-transformer/2'"):
         _trainer(run_dir, tiny_vgg_weights).restore()
 
 

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_write_bytes
-from impasto.model.library import write_bundle
+from impasto.model.library import BUNDLE_FORMAT, check_format, write_bundle
 from impasto.model.losses import gram_matrix, style_transfer_loss
 from impasto.model.transformer import TransformerNet
 from impasto.model.vgg import VggFeatures
@@ -35,7 +35,6 @@ from impasto.training import data
 from impasto.training.adam import Adam, first_replica_variables
 from impasto.training.config import TrainConfig
 
-MODEL_FORMAT = "impasto-transformer/1"
 LOG = logging.getLogger("impasto.training")
 
 
@@ -114,14 +113,17 @@ class Trainer:
         warning and the one before it is tried.
 
         Raises:
-            InvalidInputError: there are checkpoints, but none of them can be restored.
+            InvalidInputError: the run directory holds another format or width of network, or it has
+                checkpoints but none of them can be restored.
         """
         metadata_path = self.run_dir / "model.json"
         if metadata_path.is_file():
-            saved_width = json.loads(metadata_path.read_text())["width"]
+            metadata = json.loads(metadata_path.read_text())
+            check_format(metadata, metadata_path)
+            saved_width = metadata["width"]
             if not math.isclose(saved_width, self.config.width):
-                raise ValueError(
-                    f"{self.run_dir} holds a width-{saved_width} network; this run asks for {self.config.width}")
+                raise InvalidInputError(f"{self.run_dir} holds a width-{saved_width} network; this run asks for "
+                                        f"width {self.config.width}: use another --out or the same width")
         newest_first = list(reversed(self.manager.checkpoints))
         for path in newest_first:
             try:
@@ -139,7 +141,7 @@ class Trainer:
         return int(self.step.numpy())
 
     def _write_metadata(self) -> None:
-        metadata = {"format": MODEL_FORMAT, "width": self.config.width, "style": self.style_name,
+        metadata = {"format": BUNDLE_FORMAT, "width": self.config.width, "style": self.style_name,
                     "train_config": dataclasses.asdict(self.config)}
         atomic_write_bytes(self.run_dir / "model.json", json.dumps(metadata, indent=2).encode())
         atomic_write_bytes(self.run_dir / "style.png", image_io.encode_image(self.style_image))
