@@ -203,7 +203,7 @@ class _NetworkFunctions:
     A plain object, not tracked by `tf.Module`, so the SavedModel holds these only
     where the signatures call them, not a second time as restorable attributes: every
     function in the file is rebuilt as a Python graph when `tf.saved_model.load` reads
-    it, which costs the server memory (about 70 MB per copy of the network here).
+    it, which costs the server memory for each copy (docs/benchmarks.md, "Export").
     """
 
     def __init__(self, network: TransformerNet, config: "ServingConfig"):

@@ -31,7 +31,7 @@ _RESIDUAL_BLOCKS = 5
 # one fused batch-norm kernel; wide activations are reflection-padded by one
 # gather of whole pixels (MirrorPad copies element by element, several times
 # slower); upsampling is a sub-pixel convolution at the small size; and the last
-# 9x9 conv to 3 channels, which oneDNN runs at a fifth of its usual rate, runs
+# 9x9 conv to 3 channels, which oneDNN runs far below its usual rate, runs
 # on 4x4 pixel blocks. Upsampled activations stay in "phased" form, [N, H/2, W/2,
 # 4C] (each 2x2 block's pixels in the channels, as depth_to_space reads them),
 # and the gather that pads them for the next conv also rearranges them.
@@ -157,8 +157,8 @@ class _Conv(tf.Module):
         One gather pads and packs each block's pixels into the channels, a
         small-kernel conv maps them to ``block**2`` times the output channels,
         depth_to_space unpacks. More multiply-adds (x1.8 for 9x9 at block 4) at
-        a shape oneDNN runs near its peak; a 9x9 conv to 3 channels runs at a
-        fifth. `block` must divide ``kernel_size - 1`` and the image's H and W.
+        a shape oneDNN runs near its peak; a 9x9 conv to 3 channels runs far
+        below it. `block` must divide ``kernel_size - 1`` and the image's H and W.
         """
         pad, size = self.kernel_size // 2, self.kernel_size
         channels_in, channels_out = self.kernel.shape[2], self.kernel.shape[3]
