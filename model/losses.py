@@ -217,6 +217,26 @@ class LossConfig:
         return tuple(dict.fromkeys([name for name, _ in self.content_layers + self.style_layers]))
 
 
+Loss = tuple[tf.Tensor, dict[str, tf.Tensor]]
+"""``(total, {name: term})``, what every loss function here returns."""
+
+
+def combine_losses(content: Loss, style: Loss, tv: Loss) -> Loss:
+    """The whole objective from its three parts: the total, and terms named as `LossConfig.term_names` lists them.
+
+    Args:
+        content, style, tv: what `content_loss`, `style_loss` (or `style_loss_from_grams`) and
+            `total_variation_loss` return, or the same computed another way (by tiles).
+
+    Returns:
+        ``(total, terms)``: terms holds the ``content``, ``style`` and ``tv`` subtotals and every
+        per-layer term.
+    """
+    (content_total, content_terms), (style_total, style_terms), (tv_total, tv_terms) = content, style, tv
+    terms = {"content": content_total, "style": style_total, **tv_terms, **content_terms, **style_terms}
+    return content_total + style_total + tv_total, terms
+
+
 def style_transfer_loss(
     images: tf.Tensor,
     features: Mapping[str, tf.Tensor],
@@ -237,8 +257,6 @@ def style_transfer_loss(
         ``(total, terms)`` where terms holds ``content``, ``style`` and ``tv``
         subtotals and every per-layer term.
     """
-    content_total, content_terms = content_loss(features, content_targets, config.content_layer_weights)
-    style_total, style_terms = style_loss(features, style_grams, config.style_layer_weights)
-    tv_total, tv_terms = total_variation_loss(images, config.tv_weight)
-    terms = {"content": content_total, "style": style_total, **tv_terms, **content_terms, **style_terms}
-    return content_total + style_total + tv_total, terms
+    return combine_losses(content_loss(features, content_targets, config.content_layer_weights),
+                          style_loss(features, style_grams, config.style_layer_weights),
+                          total_variation_loss(images, config.tv_weight))
