@@ -1,7 +1,9 @@
 """`impasto stylize` end to end, as a user runs it: real process, exit codes, files written or not."""
 
 import resource
+import signal
 import subprocess
+import time
 
 import pytest
 from PIL import Image
@@ -91,3 +93,20 @@ def test_a_write_that_fails_midway_keeps_the_previous_output_and_leaves_no_parti
     assert "File too large" in finished.stderr and "Traceback" not in finished.stderr
     assert out.read_bytes() == b"the previous result"
     assert [path.name for path in tmp_path.iterdir()] == ["out.png"]  # The temporary file was removed.
+
+
+def test_ctrl_c_exits_130_without_a_traceback_or_an_output(tmp_path, data_dir, tiny_vgg_file):
+    out = tmp_path / "out.png"
+    process = subprocess.Popen(
+        [*IMPASTO_COMMAND, "stylize", str(data_dir / "chelsea.png"), "--style", str(data_dir / "starry_night.png"),
+         "--size", "48", "--iterations", "100000", "--tolerance", "0", "--save-every", "1",
+         "--vgg-weights", str(tiny_vgg_file), "--out", str(out), "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "out_00001.png").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # What Ctrl-C sends, once the optimization runs.
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists()

@@ -22,12 +22,18 @@ from impasto.training.trainer import Trainer
 from conftest import IMPASTO_COMMAND, load_test_image
 
 
+def _train_command(data_dir: Path, photo_dir: Path, run_dir: Path, vgg_file: Path, steps: int,
+                   checkpoint_every: int) -> list[str]:
+    """`impasto train` of the tiny preset on the great wave, without a progress bar."""
+    return [*IMPASTO_COMMAND, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir),
+            "--out", str(run_dir), "--preset", "tiny", "--steps", str(steps), "--checkpoint-every",
+            str(checkpoint_every), "--vgg-weights", str(vgg_file), "--no-progress"]
+
+
 @pytest.mark.subprocess
 def test_kill_9_then_the_same_command_resumes_and_finishes(tmp_path, photo_dir, data_dir, tiny_vgg_file):
     run_dir = tmp_path / "run"
-    command = [*IMPASTO_COMMAND, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir),
-               "--out", str(run_dir), "--preset", "tiny", "--steps", "16", "--checkpoint-every", "1",
-               "--vgg-weights", str(tiny_vgg_file), "--no-progress"]
+    command = _train_command(data_dir, photo_dir, run_dir, tiny_vgg_file, steps=16, checkpoint_every=1)
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and first.poll() is None:
@@ -75,6 +81,23 @@ def trained_run(tmp_path_factory, tiny_vgg_weights):
         return tmp_path / "run"
 
     return fresh_copy
+
+
+@pytest.mark.subprocess
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, photo_dir, data_dir, tiny_vgg_file):
+    run_dir = tmp_path / "run"
+    command = _train_command(data_dir, photo_dir, run_dir, tiny_vgg_file, steps=100_000, checkpoint_every=1000)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (run_dir / "logs").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2)  # Some steps, none of them a checkpoint step.
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted: checkpoint saved in" in stderr and "Traceback" not in stderr
+    saved = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    assert saved is not None and stderr.strip().endswith(saved) and stdout == ""
 
 
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_and_says_so(trained_run, tmp_path, tiny_vgg_weights,

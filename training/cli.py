@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from impasto.model import image_io
-from impasto.model.cli_errors import EXIT_FAILURE, EXIT_OK, reports_errors
+from impasto.model.cli_errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.model.weights import load_vgg_weights
 from impasto.training import data
@@ -69,7 +69,7 @@ def run(argv: list[str]) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"interrupted: checkpoint saved in {trainer.manager.latest_checkpoint}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     summary = {"run_dir": args.out, "steps": result.steps, "loss": result.losses.get("total"),
                "validation_loss": result.validation_loss, "images_per_second": round(result.images_per_second, 3),
                "wall_seconds": round(result.wall_seconds, 1), "skipped_files": result.skipped_files}
