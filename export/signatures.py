@@ -44,6 +44,7 @@ from impasto.export import keys
 from impasto.model import color
 from impasto.model.errors import InvalidInputError
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
+from impasto.model.padding import mirror_pad
 from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling, tiled_function
 from impasto.model.transformer import MIN_SIDE, TransformerNet
 
@@ -98,24 +99,6 @@ class ServingConfig:
     def buckets(self) -> tuple[tuple[int, int], ...]:
         """Every (height, width) bucket: one XLA program each (per batch size)."""
         return tuple(itertools.product(self.bucket_sides, self.bucket_sides))
-
-
-def mirror_pad(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-    """Pads [N, h, w, C] to [N, height, width, C] by mirroring (edge row included), any amount.
-
-    Mirroring keeps the colour statistics that instance normalisation sees close to
-    the image's own, even when the padding is larger than the image.
-    """
-    shape = tf.shape(images)
-    rows = _mirror_indices(shape[1], height)
-    cols = _mirror_indices(shape[2], width)
-    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
-
-
-def _mirror_indices(size: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """int32 [target]: 0, 1, ..., size-1, size-1, ..., 0, 0, 1, ... (period 2 * size)."""
-    position = tf.range(target) % (2 * size)
-    return tf.where(position < size, position, 2 * size - 1 - position)
 
 
 def claimed_pixels(data: tf.Tensor) -> tf.Tensor:

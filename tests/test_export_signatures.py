@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from impasto.export import keys
-from impasto.export.signatures import ServingConfig, StylizeModule, claimed_pixels, decode, mirror_pad
+from impasto.export.signatures import ServingConfig, StylizeModule, claimed_pixels, decode
 from impasto.model import color, image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.fast import FastStylizer
@@ -53,12 +53,6 @@ def test_buckets_follow_the_ladder_up_to_max_side():
     for bad in ({"max_side": 8}, {"ladder": (64, 32)}, {"ladder": (66,)}, {"max_pixels": 0}, {"tile_size": 30}):
         with pytest.raises(InvalidInputError):
             ServingConfig(**bad)
-
-
-def test_mirror_padding_matches_numpy_symmetric_for_any_amount():
-    image = np.arange(2 * 3 * 5 * 1, dtype=np.float32).reshape(2, 3, 5, 1)
-    padded = mirror_pad(tf.constant(image), 11, 17).numpy()
-    np.testing.assert_array_equal(padded, np.pad(image, ((0, 0), (0, 8), (0, 12), (0, 0)), mode="symmetric"))
 
 
 def _gif_header(width: int, height: int) -> bytes:
