@@ -174,7 +174,8 @@ def _child_statistics(job: dict) -> dict:
         before_norm, tf.ones([channels]), tf.zeros([channels]), is_training=True)
     fused_variance = fused_variance.numpy() * (values.shape[0] - 1) / values.shape[0]  # Returned Bessel-corrected.
     tiled_mean, tiled_variance = tiling._moments_over_tiles(
-        prepared, job["tile"], tiling.ENCODER_HALO, lambda tile: network.encode(tile, stop=0), scale=(1, 1), groups=1)
+        prepared, job["tile"], tiling.encoder_halo(network), lambda tile: network.encode(tile, stop=0),
+        scale=(1, 1), groups=1)
     figures = {"pixels": values.shape[0], "smallest_channel_std": float(np.sqrt(variance.min()))}
     for name, (m, v) in {"fused": (fused_mean.numpy(), fused_variance),
                          "tiled": (tiled_mean.numpy(), tiled_variance.numpy())}.items():

@@ -64,10 +64,16 @@ def test_tiled_equals_untiled_inside_a_tf_function(random_network):
     assert np.abs(graph(image).numpy() - random_network(image).numpy()).max() < TILED_VS_UNTILED_MAX_ABS
 
 
-@pytest.mark.parametrize("halo", ["ENCODER_HALO", "DECODER_HALO"])
-def test_a_halo_too_narrow_for_the_receptive_field_breaks_the_equality(random_network, monkeypatch, halo):
-    """The equality above holds because of the halos, not by accident."""
-    monkeypatch.setattr(tiling, halo, 0)
+def test_halos_are_the_spread_of_the_layers(random_network):
+    """Johnson et al.'s encoder spreads a tile edge's wrong values 2 quarter-resolution pixels, the decoder 7 pixels."""
+    assert tiling.encoder_halo(random_network) == 8 and tiling.decoder_halo(random_network) == 2
+
+
+@pytest.mark.parametrize("halo, narrower", [("encoder_halo", 4), ("decoder_halo", 1)])
+def test_a_halo_one_step_narrower_breaks_the_equality(random_network, monkeypatch, halo, narrower):
+    """The equality above holds because of the halos, not by accident, and the computed halos are the narrowest."""
+    computed = getattr(tiling, halo)(random_network)
+    monkeypatch.setattr(tiling, halo, lambda network: computed - narrower)
     image = synthetic_large_image(96, 96)
     assert np.abs(tiled_stylize(random_network, image, 32).numpy() - random_network(image).numpy()).max() > 1.0
 
