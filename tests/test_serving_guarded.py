@@ -29,9 +29,10 @@ from tensorflow_serving.apis import (
     predict_pb2,
     prediction_service_pb2_grpc,
 )
-from test_serving_reload import _states, _wait_for
 
 from impasto.export import keys
+
+from test_serving_reload import _states, _wait_for
 
 State = get_model_status_pb2.ModelVersionStatus.State
 

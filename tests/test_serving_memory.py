@@ -4,9 +4,10 @@ import concurrent.futures
 from pathlib import Path
 
 import pytest
-from test_serving_rest import _b64, _call
 
 from impasto.serving import memory
+
+from test_serving_rest import _b64, _call
 
 HEAP_BYTES = 64 << 20
 """glibc's HEAP_MAX_SIZE on 64-bit systems: every arena but the main one lives in heaps of this size and alignment."""
