@@ -6,11 +6,11 @@ IMPASTO := $(VENV)/bin/impasto
 STAMP := $(VENV)/.installed
 OUT := out
 
-.PHONY: install demo test gallery clean
+.PHONY: install demo lint test test-fast gallery clean
 
 install: $(STAMP)
 
-$(STAMP): setup.py requirements.txt requirements-dev.txt
+$(STAMP): setup.py pyproject.toml requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade "pip>=25" "setuptools>=80" wheel
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
@@ -34,8 +34,17 @@ demo: $(STAMP)
 	done
 	@echo "demo images are in $(OUT)/"
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+# Everything: the linter, then every test (pyproject.toml registers the markers).
+test: lint
 	$(PY) -m pytest -q tests
+
+# The edit-test loop: leaves out tests that start servers or processes, compile with XLA, load ImageNet weights,
+# or are slow on their own.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q tests -m "not (server or subprocess or xla or imagenet or slow)"
 
 GALLERY_PHOTOS := data/samples/photos/gcompris_eiffel_tower.jpg data/samples/photos/gcompris_owl.jpg \
 	data/samples/photos/gcompris_colosseum.jpg data/samples/photos/skimage_coffee.jpg

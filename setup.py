@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.11",
     packages=["impasto"] + [f"impasto.{folder}" for folder in CODE_FOLDERS],
     package_dir={"impasto": "impasto", **{f"impasto.{folder}": folder for folder in CODE_FOLDERS}},
-    package_data={"impasto.model": ["bundled/*.npz", "bundled/*.json", "samples/*"]},
+    package_data={"impasto.model": ["bundled/*.npz", "bundled/*.json"]},
     install_requires=_requirements("requirements.txt"),
     extras_require={"dev": _requirements("requirements-dev.txt")},
     entry_points={"console_scripts": ["impasto = impasto.cli:main"]},

@@ -154,7 +154,8 @@ def run(args, work: Path) -> dict:
     print()
     return {
         "benchmark": "bad_inputs",
-        "files": {name: {entry: outcome.status for entry, outcome in row.items()} for name, row in file_results.items()},
+        "files": {name: {entry: outcome.status for entry, outcome in row.items()}
+                  for name, row in file_results.items()},
         "requests": {name: {entry: outcome.status for entry, outcome in row.items()}
                      for name, row in request_results.items()},
         "unexpected": unexpected,

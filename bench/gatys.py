@@ -34,6 +34,7 @@ Example:
 """
 
 import argparse
+import functools
 import os
 import sys
 from pathlib import Path
@@ -151,11 +152,11 @@ def run_in_graph(problem: Problem, configs: dict[str, OptimizerConfig], iteratio
     size, terms = int(problem.x0.shape[0]), len(problem.term_names)
     optimizers = {method: make_optimizer(problem.objective, size, terms, config) for method, config in configs.items()}
     trajectories, done, stopped = {}, {}, set()
-    for method, optimizer in optimizers.items():
+    for optimizer in optimizers.values():
         optimizer.start(problem.x0)
         optimizer.run(tf.constant(1))  # Traces `run` and warms up, off the clock.
     for method, optimizer in optimizers.items():
-        wall, cpu = common.time_call_cpu(lambda: optimizer.start(problem.x0))
+        wall, cpu = common.time_call_cpu(functools.partial(optimizer.start, problem.x0))
         trajectories[method] = [_point(0, wall, cpu, float(optimizer.value), int(optimizer.evaluations), None)]
         done[method] = 0
     for boundary in boundaries(iterations, chunk):

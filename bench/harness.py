@@ -14,6 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 
 import common  # noqa: E402  (bench/common.py)
+
 from conftest import ServerProcess  # noqa: E402  (tests/conftest.py)
 
 

@@ -22,6 +22,7 @@ Example:
 """
 
 import argparse
+import functools
 import os
 import socket
 import statistics
@@ -49,10 +50,12 @@ TARGET = {"size": 512, "clients": 16, "ratio": 0.9}
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-base", help="MODELS_DIR holding MODEL/<version>/ (default: export one to a temporary folder)")
+    parser.add_argument("--model-base",
+                        help="MODELS_DIR holding MODEL/<version>/ (default: export one to a temporary folder)")
     parser.add_argument("--model", default="bench", help="model name under --model-base (default: bench)")
     parser.add_argument("--source", help="without --model-base: export this bundled model / run dir / .npz")
-    parser.add_argument("--width", type=float, default=1.0, help="without --model-base or --source: random network width")
+    parser.add_argument("--width", type=float, default=1.0,
+                        help="without --model-base or --source: random network width")
     parser.add_argument("--signature", default=keys.SERVING_DEFAULT, help="signature to call (default serving_default)")
     parser.add_argument("--clients", type=common.int_list, default=[1, 4, 16], help="concurrent clients, e.g. 1,4,16")
     parser.add_argument("--sizes", type=common.int_list, default=[256, 512], help="square sides, e.g. 256,512")
@@ -96,7 +99,8 @@ def drive(call, clients: int, seconds: float) -> dict:
                 call()
             except Exception as error:  # noqa: BLE001 - counted and reported.
                 with lock:
-                    errors.append(f"{type(error).__name__}: {getattr(error, 'details', lambda: error)()}")
+                    details = error.details() if hasattr(error, "details") else error
+                    errors.append(f"{type(error).__name__}: {details}")
                 continue
             with lock:
                 latencies.append(time.perf_counter() - began)
@@ -119,7 +123,8 @@ def drive(call, clients: int, seconds: float) -> dict:
     }
 
 
-def start_server(model_dir: Path, name: str, batching_file: Path | None, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_server(model_dir: Path, name: str, batching_file: Path | None,
+                 log_path: Path) -> tuple[subprocess.Popen, str]:
     """Starts `impasto serve` on a free port and waits until it serves; returns (process, target)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -128,8 +133,8 @@ def start_server(model_dir: Path, name: str, batching_file: Path | None, log_pat
                "--rest_api_port", "0", "--file_system_poll_wait_seconds", "0"]
     if batching_file is not None:
         command += ["--enable_batching", "--batching_parameters_file", str(batching_file)]
-    log = open(log_path, "wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    with open(log_path, "wb") as log:  # The child keeps its own copy of the file descriptor.
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     while "serving models" not in log_path.read_text(errors="replace"):
         if process.poll() is not None:
             raise RuntimeError(f"impasto serve exited {process.returncode}:\n{log_path.read_text()}")
@@ -151,8 +156,8 @@ def run(args, work: Path) -> dict:
         signature(**{keys.IMAGE_BYTES: batch})  # Trace / compile outside the timed runs.
         for clients in args.clients:
             common.log(f"in_process {size} px, {clients} clients ...")
-            figures = drive(lambda: signature(**{keys.IMAGE_BYTES: batch})[keys.STYLIZED_IMAGE_BYTES].numpy(),
-                            clients, args.seconds)
+            call = functools.partial(signature, **{keys.IMAGE_BYTES: batch})
+            figures = drive(lambda call=call: call()[keys.STYLIZED_IMAGE_BYTES].numpy(), clients, args.seconds)
             results.append({"mode": "in_process", "size": size, "clients": clients, **figures, "ratio": 1.0})
     baseline = {(r["size"], r["clients"]): r["throughput_ips"] for r in results}
 
@@ -169,7 +174,7 @@ def run(args, work: Path) -> dict:
                     client.stylize(images[size])
                     for clients in args.clients:
                         common.log(f"{mode} {size} px, {clients} clients ...")
-                        figures = drive(lambda: client.stylize(images[size]), clients, args.seconds)
+                        figures = drive(functools.partial(client.stylize, images[size]), clients, args.seconds)
                         ratio = figures["throughput_ips"] / baseline[(size, clients)]
                         results.append({"mode": mode, "size": size, "clients": clients, **figures, "ratio": ratio})
         finally:

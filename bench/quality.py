@@ -70,7 +70,8 @@ def lbfgs_baseline(vgg, loss_config, style_image, style_size, content, checkpoin
                      optimizer=OptimizerConfig(tolerance=0.0), init=start, seed=seed)
     reports = {}
     started = time.perf_counter()
-    GatysStylizer(config, vgg).stylize(content, [style_image], on_progress=lambda p: reports.setdefault(p.iteration, p.value))
+    GatysStylizer(config, vgg).stylize(content, [style_image],
+                                       on_progress=lambda p: reports.setdefault(p.iteration, p.value))
     scores = {f"{start}_lbfgs_{iterations}": reports.get(iterations) for iterations in checkpoints}
     scores[f"{start}_lbfgs_seconds"] = round(time.perf_counter() - started, 1)
     return scores

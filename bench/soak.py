@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--invalid-fraction", type=float, default=0.25, help="share of invalid requests (default 0.25)")
     parser.add_argument("--width", type=float, default=0.25, help="width of the random network (default 0.25)")
     parser.add_argument("--xla", action="store_true", help="export with XLA (slower to load on a CPU)")
-    parser.add_argument("--window", type=float, default=60.0, help="the first/last window for p99, seconds (default 60)")
+    parser.add_argument("--window", type=float, default=60.0,
+                        help="the first/last window for p99, seconds (default 60)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep the export and the server log here (default: a temp dir)")
     return parser

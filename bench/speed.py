@@ -38,6 +38,7 @@ Example:
 """
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -69,7 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
              "(default: a randomly initialised network of --width, which times the same)",
     )
     parser.add_argument("--width", type=float, default=1.0,
-                        help="width multiplier of the random network when no --model is given (default: 1.0, the paper's)")
+                        help="width multiplier of the random network when no --model is given "
+                             "(default: 1.0, the paper's)")
     parser.add_argument("--sizes", type=common.int_list, default=[256, 512, 1024],
                         help="square image sides in px (default: 256,512,1024)")
     parser.add_argument("--batches", type=common.int_list, default=[1, 4], help="batch sizes (default: 1,4)")
@@ -180,7 +182,7 @@ def measure(runs: dict, conv_run, conv_flops: int, flops: int, size: int, batch:
     agreement = {}
     for name, run in runs.items():  # Warm up (traces, XLA compiles) and check the engines agree.
         common.log(f"  {size} px, batch {batch}: warming up {name}")
-        first = common.time_call(lambda: run(images))
+        first = common.time_call(functools.partial(run, images))
         output = run(images)
         if reference is None:
             reference = output
@@ -190,7 +192,7 @@ def measure(runs: dict, conv_run, conv_flops: int, flops: int, size: int, batch:
     for round_index in range(repeats):
         before = common.time_call(conv_run)
         for name, run in runs.items():
-            seconds[name].append(common.time_call(lambda: run(images)))
+            seconds[name].append(common.time_call(functools.partial(run, images)))
         conv_seconds += [before, common.time_call(conv_run)]  # The conv on both sides of the engines.
         round_conv.append(min(conv_seconds[-2:]))
         common.log(f"  {size} px, batch {batch}, round {round_index + 1}/{repeats}: conv {round_conv[-1]:.3f} s, "

@@ -58,7 +58,8 @@ GRAIN = 4.0
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", default=str(common.REPO_ROOT / "data/samples/photos"), help="photos; the first is used")
+    parser.add_argument("--photos", default=str(common.REPO_ROOT / "data/samples/photos"),
+                        help="photos; the first is used")
     parser.add_argument("--styles", default=str(common.REPO_ROOT / "data/samples/styles"),
                         help="style images (optimize: the first is used)")
     parser.add_argument("--model", default="starry_night", help="bundled model name, run dir or .npz (fast method)")
@@ -173,7 +174,8 @@ def _child_statistics(job: dict) -> dict:
         before_norm, tf.ones([channels]), tf.zeros([channels]), is_training=True)
     fused_variance = fused_variance.numpy() * (values.shape[0] - 1) / values.shape[0]  # Returned Bessel-corrected.
     tiled_mean, tiled_variance = tiling._moments_over_tiles(
-        prepared, job["tile"], tiling.ENCODER_HALO, lambda tile: network.encode(tile, stop=0), scale=(1, 1), groups=1)
+        prepared, job["tile"], tiling.encoder_halo(network), lambda tile: network.encode(tile, stop=0),
+        scale=(1, 1), groups=1)
     figures = {"pixels": values.shape[0], "smallest_channel_std": float(np.sqrt(variance.min()))}
     for name, (m, v) in {"fused": (fused_mean.numpy(), fused_variance),
                          "tiled": (tiled_mean.numpy(), tiled_variance.numpy())}.items():

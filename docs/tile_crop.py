@@ -30,7 +30,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tiled", type=Path, help="tiled result PNG from bench/tiling.py --save-dir")
     parser.add_argument("out", type=Path, help="the picture to write")
-    parser.add_argument("--photo", type=Path, default=REPO_ROOT / "data/samples/photos/gcompris_chateau_de_chenonceau.jpg")
+    parser.add_argument("--photo", type=Path,
+                        default=REPO_ROOT / "data/samples/photos/gcompris_chateau_de_chenonceau.jpg")
     parser.add_argument("--model", default="starry_night")
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--crop", type=int, default=384, help="side of the crop")

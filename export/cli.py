@@ -90,9 +90,11 @@ def _batching_config(args) -> BatchingConfig | None:
     given = {name: value for name, value in given.items() if value is not None}
     if args.allowed_batch_sizes is not None:
         try:
-            given["allowed_batch_sizes"] = tuple(int(size) for size in args.allowed_batch_sizes.split(",") if size.strip())
+            sizes = args.allowed_batch_sizes.split(",")
+            given["allowed_batch_sizes"] = tuple(int(size) for size in sizes if size.strip())
         except ValueError:
-            raise InvalidInputError(f"--allowed-batch-sizes: {args.allowed_batch_sizes!r} is not a list of integers") from None
+            raise InvalidInputError(
+                f"--allowed-batch-sizes: {args.allowed_batch_sizes!r} is not a list of integers") from None
     return BatchingConfig(**given) if given else None
 
 

@@ -39,7 +39,8 @@ def check_model_name(name: str) -> str:
         InvalidInputError: empty, too long, or characters other than letters, digits, ``_.-``.
     """
     if not _MODEL_NAME.fullmatch(name):
-        raise InvalidInputError(f"model name {name!r}: use letters, digits, '_', '.', '-' (starting with a letter or digit)")
+        raise InvalidInputError(
+            f"model name {name!r}: use letters, digits, '_', '.', '-' (starting with a letter or digit)")
     return name
 
 
@@ -108,7 +109,7 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "width": metadata.get("width"),
         "source": source,
         "impasto_version": __version__,
-        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "signatures": [keys.SERVING_DEFAULT, keys.SERVING_NOXLA, keys.STYLIZE_TENSOR, keys.STYLIZE_CONTROLS],
         "target": config.target,
         "xla": config.jit_compile,

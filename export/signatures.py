@@ -56,6 +56,7 @@ from impasto.export import keys
 from impasto.model import color
 from impasto.model.errors import InvalidInputError
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
+from impasto.model.padding import mirror_pad
 from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling, tiled_function
 from impasto.model.transformer import MIN_SIDE, TransformerNet
 
@@ -132,24 +133,6 @@ class ServingConfig:
         scale = min(1.0, self.max_side / longest)  # As `StylizeModule._stylize_bucketed` fits it (--no-tile).
         fitted = (max(1, round(height * scale)), max(1, round(width * scale)))
         return tuple(min(side for side in self.bucket_sides if side >= length) for length in fitted)
-
-
-def mirror_pad(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
-    """Pads [N, h, w, C] to [N, height, width, C] by mirroring (edge row included), any amount.
-
-    Mirroring keeps the colour statistics that instance normalisation sees close to
-    the image's own, even when the padding is larger than the image.
-    """
-    shape = tf.shape(images)
-    rows = _mirror_indices(shape[1], height)
-    cols = _mirror_indices(shape[2], width)
-    return tf.gather(tf.gather(images, rows, axis=1), cols, axis=2)
-
-
-def _mirror_indices(size: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
-    """int32 [target]: 0, 1, ..., size-1, size-1, ..., 0, 0, 1, ... (period 2 * size)."""
-    position = tf.range(target) % (2 * size)
-    return tf.where(position < size, position, 2 * size - 1 - position)
 
 
 def claimed_pixels(data: tf.Tensor) -> tf.Tensor:
@@ -237,7 +220,7 @@ class _NetworkFunctions:
     A plain object, not tracked by `tf.Module`, so the SavedModel holds these only
     where the signatures call them, not a second time as restorable attributes: every
     function in the file is rebuilt as a Python graph when `tf.saved_model.load` reads
-    it, which costs the server memory (about 70 MB per copy of the network here).
+    it, which costs the server memory for each copy (docs/benchmarks.md, "Export").
     """
 
     def __init__(self, network: TransformerNet, config: "ServingConfig"):

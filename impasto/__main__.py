@@ -1,4 +1,4 @@
-"""`python -m impasto`: the same as the `impasto` console script."""
+"""`python -m impasto`: the `impasto` command, for when the console script is not on PATH (tests use this)."""
 
 import sys
 

@@ -9,6 +9,8 @@ import importlib
 import os
 import sys
 
+from impasto.model.cli_errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+
 SUBCOMMANDS = {
     "stylize": ("impasto.model.cli", "Stylize an image (optimization or a feed-forward model)."),
     "train": ("impasto.training.cli", "Train a feed-forward model for one style."),
@@ -16,7 +18,6 @@ SUBCOMMANDS = {
     "serve": ("impasto.serving.server_cli", "Serve exported models over gRPC and REST, like tensorflow_model_server."),
     "client": ("impasto.serving.client_cli", "Stylize files through a running server."),
 }
-EXIT_BAD_INPUT = 2
 
 
 def _import_tensorflow_quietly() -> None:
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         return module.run(argv[1:])
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

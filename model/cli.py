@@ -8,7 +8,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from impasto.model import image_io
-from impasto.model.cli_errors import EXIT_BAD_INPUT, EXIT_OK, reports_errors
+from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.model.gatys import GATYS_TILE_PIXELS, GatysConfig, GatysStylizer, Progress
 from impasto.model.gatys_tiling import check_tile_size
@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--iterations", type=int, default=500, help="iterations per pyramid stage")
     opt.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     opt.add_argument("--lr", type=float, default=10.0, help="Adam learning rate, in pixel units")
-    opt.add_argument("--tolerance", type=float, default=1e-7, help="stop when the loss changes relatively less than this")
+    opt.add_argument("--tolerance", type=float, default=1e-7,
+                     help="stop when the loss changes relatively less than this")
     opt.add_argument("--pooling", choices=("avg", "max"), default="avg")
     opt.add_argument("--init", default="content", help="content, noise, or an image file")
     opt.add_argument("--style-scale", type=float, default=1.0)
@@ -93,10 +94,7 @@ def run(argv: list[str]) -> int:
     method = args.method or ("fast" if args.model else "optimize")
     content_image = image_io.load_image(args.content, args.max_pixels)
     started = time.perf_counter()
-    if method == "fast":
-        result = _run_fast(args, content_image)
-    else:
-        result = _run_optimize(args, content_image)
+    result = _run_fast(args, content_image) if method == "fast" else _run_optimize(args, content_image)
     image_io.save_image(result, args.out)
     if not args.no_progress:
         print(f"wrote {args.out} ({result.shape[1]}x{result.shape[0]}) in {time.perf_counter() - started:.1f} s")
@@ -164,7 +162,8 @@ def _run_optimize(args, content_image):
         try:
             blend_weights = [float(w) for w in args.style_weights.split(",")]
         except ValueError:
-            raise InvalidInputError(f"--style-weights: {args.style_weights!r} is not a comma-separated list of numbers") from None
+            raise InvalidInputError(
+                f"--style-weights: {args.style_weights!r} is not a comma-separated list of numbers") from None
         if len(blend_weights) != len(style_images) or min(blend_weights) < 0 or sum(blend_weights) <= 0:
             raise InvalidInputError("--style-weights needs one non-negative weight per --style, not all zero")
     init_image = None
@@ -175,7 +174,8 @@ def _run_optimize(args, content_image):
     vgg_layers = VggFeatures(load_vgg_weights(args.vgg_weights), pooling=config.pooling)
     unknown = set(config.loss.all_layers).difference(vgg_layers.layer_names)
     if unknown:
-        raise InvalidInputError(f"unknown VGG layers {sorted(unknown)}; this network has {list(vgg_layers.layer_names)}")
+        raise InvalidInputError(
+            f"unknown VGG layers {sorted(unknown)}; this network has {list(vgg_layers.layer_names)}")
     stylizer = GatysStylizer(config, vgg_layers)
     report = _ProgressReport(args, config)
     try:

@@ -1,4 +1,4 @@
-"""Maps impasto's errors to messages and exit codes, once, for every CLI module."""
+"""The exit codes of every impasto command, and the one mapping of impasto's errors to messages and codes."""
 
 import functools
 import sys
@@ -7,6 +7,7 @@ from collections.abc import Callable
 from impasto.model.errors import InvalidInputError, WeightsError
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C.
 
 
 def reports_errors(run: Callable[[list[str]], int]) -> Callable[[list[str]], int]:

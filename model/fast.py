@@ -7,11 +7,10 @@ from impasto.model import color
 from impasto.model.tiling import Tiling, tiled_function
 from impasto.model.transformer import TransformerNet
 
-
 # On CPU, batches of images this large (pixels each) run one image at a time: a
 # batch of one keeps the activations in cache and its instance norms need no batch
-# folding, ~7% faster per image at 512 px; batching smaller images still pays
-# (bench/speed.py measures both).
+# folding; batching smaller images still pays (bench/speed.py measures both; the
+# figures are in docs/benchmarks.md).
 ONE_AT_A_TIME_PIXELS = 512 * 512
 
 

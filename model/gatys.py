@@ -100,7 +100,7 @@ def blended_style_grams(vgg: VggFeatures, style_images: Sequence[np.ndarray], bl
     if len(weights) != len(style_images) or np.any(weights < 0) or weights.sum() <= 0:
         raise ValueError(f"need one non-negative blend weight per style image, got {list(blend_weights)}")
     weights = weights / weights.sum()
-    grams = {layer: 0.0 for layer in layers}
+    grams = dict.fromkeys(layers, 0.0)
     for weight, style_image in zip(weights, style_images):
         if tiling.applies_to(*style_image.shape[:2]):
             style_grams = tiled_grams(vgg, style_image[None], layers, tiling.tile_size)
@@ -178,8 +178,8 @@ class GatysStylizer:
             image = color.luminance_image(image).numpy()
         loss_config = config.loss
         content_layers = [layer for layer, _ in loss_config.content_layers]
-        style_grams = blended_style_grams(self.vgg, styles, blend_weights, [l for l, _ in loss_config.style_layers],
-                                          config.tiling)
+        style_layers = [layer for layer, _ in loss_config.style_layers]
+        style_grams = blended_style_grams(self.vgg, styles, blend_weights, style_layers, config.tiling)
         if config.tiling.applies_to(*content.shape[:2]):
             tile_size = config.tiling.tile_size
             content_targets = tiled_features(self.vgg, tf.constant(content_for_loss[None]), content_layers, tile_size)
@@ -197,7 +197,8 @@ class GatysStylizer:
             done += int(optimizer.run(tf.constant(min(config.report_every, config.iterations - done))))
             if on_progress:
                 terms = dict(zip(term_names, optimizer.terms.numpy().tolist()))
-                on_progress(Progress(stage, stages, done, config.iterations, float(optimizer.value), terms, current_image))
+                on_progress(Progress(stage, stages, done, config.iterations, float(optimizer.value), terms,
+                                     current_image))
             if bool(optimizer.converged):
                 break
         result = current_image()

@@ -25,7 +25,14 @@ content targets (block4_conv2 is 1/64 of the pixels x 512 channels).
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.losses import LossConfig, content_loss, gram_matrix, style_loss_from_grams, total_variation_loss
+from impasto.model.losses import (
+    LossConfig,
+    combine_losses,
+    content_loss,
+    gram_matrix,
+    style_loss_from_grams,
+    total_variation_loss,
+)
 from impasto.model.tiles import assemble_tiles, core_of, read_tile, tile_count
 from impasto.model.vgg import VggFeatures, layer_stride
 
@@ -176,9 +183,8 @@ def make_tiled_objective(vgg: VggFeatures, image_shape, content_targets, style_g
             return tf.pad(tile_gradient, [[0, 0], [read_top, after[0]], [read_left, after[1]], [0, 0]])
 
         gradient = tiles.total(gradient_of_tile, tv_gradient)
-        content_total = tf.add_n(list(content_terms.values()))
-        terms = {"content": content_total, "style": style_total, **tv_terms, **content_terms, **style_terms}
-        total = content_total + style_total + tv_total
+        total, terms = combine_losses((tf.add_n(list(content_terms.values())), content_terms),
+                                      (style_total, style_terms), (tv_total, tv_terms))
         return total, tf.reshape(gradient, [-1]), tf.stack([terms[name] for name in loss_config.term_names])
 
     return value_and_gradient, list(loss_config.term_names)

@@ -176,7 +176,8 @@ def output_format(path: str | os.PathLike) -> str:
     """
     suffix = Path(path).suffix.lower()
     if suffix not in _ENCODE_FORMATS:
-        raise InvalidInputError(f"{path}: unsupported output extension {suffix!r}; use one of {sorted(_ENCODE_FORMATS)}")
+        raise InvalidInputError(
+            f"{path}: unsupported output extension {suffix!r}; use one of {sorted(_ENCODE_FORMATS)}")
     return _ENCODE_FORMATS[suffix]
 
 

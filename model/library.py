@@ -1,8 +1,9 @@
 """Finds trained feed-forward networks: bundled models, training run directories, bundle files.
 
 A bundle is ``<name>.npz`` (the network's variables, stored as float16) beside
-``<name>.json`` (``width``, ``style``, the training settings and how long it
-trained). Bundled models ship in ``impasto/model/bundled/``.
+``<name>.json`` (``format``, ``width``, ``style``, the training settings and how
+long it trained). A training run directory's ``model.json`` has the same fields.
+Bundled models ship in ``impasto/model/bundled/``.
 """
 
 import io
@@ -18,6 +19,8 @@ from impasto.model.files import atomic_write_bytes
 from impasto.model.transformer import TransformerNet
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
+# The "format" of bundle .json and model.json files that this version reads and writes.
+BUNDLE_FORMAT = "impasto-transformer/1"
 
 
 def bundled_model_names() -> list[str]:
@@ -62,6 +65,7 @@ def load_bundle_arrays(name_or_path: str | os.PathLike) -> tuple[dict[str, np.nd
             arrays = {name: archive[name] for name in archive.files}
     except (OSError, ValueError) as error:
         raise InvalidInputError(f"{path}: not a readable model bundle ({error})") from None
+    check_format(metadata, path.with_suffix(".json"))
     return arrays, metadata
 
 
@@ -78,15 +82,30 @@ def _load_run_dir(run_dir: Path) -> tuple[TransformerNet, dict]:
     if not metadata_path.is_file() or latest is None:
         raise InvalidInputError(f"{run_dir}: not a training run directory with a checkpoint (model.json, checkpoints/)")
     metadata = json.loads(metadata_path.read_text())
+    check_format(metadata, metadata_path)
     network = TransformerNet(width=metadata["width"])
     tf.train.Checkpoint(transformer=network).restore(latest).expect_partial()
     metadata["checkpoint"] = latest
     return network, metadata
 
 
+def check_format(metadata: dict, source: Path) -> None:
+    """Refuses model metadata of another format than `BUNDLE_FORMAT`, or without a width.
+
+    Raises:
+        InvalidInputError: naming `source`, the format found and the one expected.
+    """
+    found = metadata.get("format") if isinstance(metadata, dict) else None
+    if found != BUNDLE_FORMAT:
+        raise InvalidInputError(f"{source}: model format {found!r}; this impasto reads {BUNDLE_FORMAT!r}")
+    if not isinstance(metadata.get("width"), int | float):
+        raise InvalidInputError(f"{source}: no numeric \"width\" field")
+
+
 def write_bundle(network: TransformerNet, metadata: dict, path: str | os.PathLike) -> None:
-    """Saves a network as ``path`` (.npz, float16) and ``path`` with .json, atomically."""
+    """Saves a network as ``path`` (.npz, float16) and ``path`` with .json (metadata and the format), atomically."""
     path = Path(path)
+    metadata = {**metadata, "format": BUNDLE_FORMAT}
     arrays = {name: value.astype(np.float16) for name, value in network.weights_dict().items()}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)

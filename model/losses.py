@@ -64,7 +64,8 @@ def _mean_square(tensor: tf.Tensor) -> tf.Tensor:
     return tf.nn.l2_loss(tensor) * (2.0 / count)
 
 
-def content_loss(features: Mapping[str, tf.Tensor], content_targets: Mapping[str, tf.Tensor], layer_weights: LayerWeights):
+def content_loss(features: Mapping[str, tf.Tensor], content_targets: Mapping[str, tf.Tensor],
+                 layer_weights: LayerWeights):
     """Weighted mean squared difference between features and content features.
 
     Args:
@@ -187,7 +188,8 @@ class LossConfig:
         """Johnson et al. 2016: content block2_conv2 (relu2_2), style relu1_2 .. relu4_3."""
         return cls(
             content_layers=(("block2_conv2", 1.0),),
-            style_layers=tuple((name, 1.0) for name in ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")),
+            style_layers=tuple((name, 1.0)
+                               for name in ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3")),
             content_weight=1.0,
             style_weight=2e-4,
             tv_weight=1.0,
@@ -215,6 +217,26 @@ class LossConfig:
         return tuple(dict.fromkeys([name for name, _ in self.content_layers + self.style_layers]))
 
 
+Loss = tuple[tf.Tensor, dict[str, tf.Tensor]]
+"""``(total, {name: term})``, what every loss function here returns."""
+
+
+def combine_losses(content: Loss, style: Loss, tv: Loss) -> Loss:
+    """The whole objective from its three parts: the total, and terms named as `LossConfig.term_names` lists them.
+
+    Args:
+        content, style, tv: what `content_loss`, `style_loss` (or `style_loss_from_grams`) and
+            `total_variation_loss` return, or the same computed another way (by tiles).
+
+    Returns:
+        ``(total, terms)``: terms holds the ``content``, ``style`` and ``tv`` subtotals and every
+        per-layer term.
+    """
+    (content_total, content_terms), (style_total, style_terms), (tv_total, tv_terms) = content, style, tv
+    terms = {"content": content_total, "style": style_total, **tv_terms, **content_terms, **style_terms}
+    return content_total + style_total + tv_total, terms
+
+
 def style_transfer_loss(
     images: tf.Tensor,
     features: Mapping[str, tf.Tensor],
@@ -235,8 +257,6 @@ def style_transfer_loss(
         ``(total, terms)`` where terms holds ``content``, ``style`` and ``tv``
         subtotals and every per-layer term.
     """
-    content_total, content_terms = content_loss(features, content_targets, config.content_layer_weights)
-    style_total, style_terms = style_loss(features, style_grams, config.style_layer_weights)
-    tv_total, tv_terms = total_variation_loss(images, config.tv_weight)
-    terms = {"content": content_total, "style": style_total, **tv_terms, **content_terms, **style_terms}
-    return content_total + style_total + tv_total, terms
+    return combine_losses(content_loss(features, content_targets, config.content_layer_weights),
+                          style_loss(features, style_grams, config.style_layer_weights),
+                          total_variation_loss(images, config.tv_weight))

@@ -1,4 +1,4 @@
-"""In-graph optimizers over one flat float32 vector: L-BFGS and Adam.
+"""In-graph optimizers over one flat float32 vector: L-BFGS and Adam; the one Adam update rule.
 
 Both keep all of their state in ``tf.Variable``s between calls and run many
 iterations inside one ``tf.function`` (a ``tf.while_loop``), so the host only
@@ -17,6 +17,29 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 Objective = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+
+
+def adam_update(gradient: tf.Tensor, first_moment: tf.Tensor, second_moment: tf.Tensor, step: tf.Tensor,
+                learning_rate, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8):
+    """One Adam step (Kingma and Ba 2015, with the paper's efficient form of the bias correction).
+
+    The pixel optimizer here and the training optimizer (`impasto.training.adam`) both use it.
+
+    Args:
+        gradient: float32, any shape.
+        first_moment: float32, the gradient's shape: the moving mean before this step.
+        second_moment: float32, the gradient's shape: the moving mean of squares before this step.
+        step: float32 scalar, the 1-based number of this step.
+        learning_rate: step size (a float or a float32 scalar tensor).
+
+    Returns:
+        (first_moment, second_moment, change): the new moments and the change to subtract from the
+        variable, each of the gradient's shape.
+    """
+    first = beta1 * first_moment + (1.0 - beta1) * gradient
+    second = beta2 * second_moment + (1.0 - beta2) * tf.square(gradient)
+    rate = learning_rate * tf.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+    return first, second, rate * first / (tf.sqrt(second) + epsilon)
 
 
 @dataclass(frozen=True)
@@ -254,13 +277,12 @@ class Adam(_PixelOptimizer):
         self.adam_steps.assign(0.0)
 
     def _step(self, state: tf.Tensor) -> tf.Tensor:
-        beta1, beta2, epsilon = 0.9, 0.999, 1e-8
         self.adam_steps.assign_add(1.0)
-        self.first_moment.assign(beta1 * self.first_moment + (1 - beta1) * self.gradient)
-        self.second_moment.assign(beta2 * self.second_moment + (1 - beta2) * tf.square(self.gradient))
-        corrected_first = self.first_moment / (1 - beta1**self.adam_steps)
-        corrected_second = self.second_moment / (1 - beta2**self.adam_steps)
-        self.x.assign_sub(self.config.learning_rate * corrected_first / (tf.sqrt(corrected_second) + epsilon))
+        first, second, change = adam_update(self.gradient, self.first_moment, self.second_moment, self.adam_steps,
+                                            self.config.learning_rate)
+        self.first_moment.assign(first)
+        self.second_moment.assign(second)
+        self.x.assign_sub(change)
         old_value = self.value.read_value()
         value, gradient, terms = self._evaluate(self.x)
         self.converged.assign(self._has_converged(old_value, value))

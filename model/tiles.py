@@ -72,8 +72,8 @@ def assemble_tiles(source: tf.Tensor, core: int, halo: int, layer_output, scale:
             piece = core_of(layer_output(tile), offset, size, scale)[0]
             return column + 1, pieces.write(column, tf.transpose(piece, [1, 0, 2]))  # Concatenated along axis 0.
 
-        _, pieces = tf.while_loop(lambda column, _: column < columns, next_piece, (tf.constant(0), pieces_array(columns)),
-                                  parallel_iterations=1)
+        _, pieces = tf.while_loop(lambda column, _: column < columns, next_piece,
+                                  (tf.constant(0), pieces_array(columns)), parallel_iterations=1)
         return tf.transpose(pieces.concat(), [1, 0, 2])
 
     _, strips = tf.while_loop(lambda row, _: row < rows, lambda row, strips: (row + 1, strips.write(row, strip(row))),

@@ -9,13 +9,13 @@ both tiles compute the same values in an overlap and the halo is cropped.
 
 The network (see `TransformerNet`) runs in three parts:
 
-1. Encoder, on tiles of the full-resolution image (halo `ENCODER_HALO` pixels):
+1. Encoder, on tiles of the full-resolution image (halo `encoder_halo` pixels):
    one pass per instance norm to accumulate its statistics over all tiles (the
    norms before it use the statistics already known), then a pass that writes the
    third conv's output, [1, H/4, W/4, C3], whole.
 2. Residual blocks on that quarter-resolution tensor, whole: their instance norms
    see the whole image, so they need nothing special.
-3. Decoder, on tiles of the residual output (halo `DECODER_HALO` quarter-resolution
+3. Decoder, on tiles of the residual output (halo `decoder_halo` quarter-resolution
    pixels): a statistics pass per upsampling stage, then the pass that writes the
    output tiles.
 
@@ -45,11 +45,42 @@ DEFAULT_TILE_PIXELS = 2048 * 2048
 DEFAULT_TILE_SIZE = 512
 """Side, in pixels, of each tile's core (a multiple of 4); each pass adds its halo."""
 
-ENCODER_HALO = 16
-"""Full-resolution pixels around an encoder tile (the three convs reach 8)."""
 
-DECODER_HALO = 4
-"""Quarter-resolution pixels around a decoder tile (the decoder reaches 3)."""
+
+# A tile's own edge is padded as if it were the image's edge, so the values near it
+# are wrong, and each layer spreads them further in. A halo as wide as that spread
+# is cropped away, leaving the core exactly as the whole image would give it. The
+# two functions below follow the spread through the network's layers.
+
+
+def encoder_halo(network: TransformerNet) -> int:
+    """Full-resolution pixels around an encoder tile: the encoder's spread, in whole output pixels.
+
+    A conv of radius r and stride s turns p wrong input pixels into ceil((p + r) / s)
+    wrong outputs. For Johnson et al.'s encoder (9x9, then two 3x3 of stride 2):
+    4, then 3, then 2 quarter-resolution pixels, so 8 full-resolution pixels (a
+    multiple of the encoder's stride, as tile positions must be).
+    """
+    wrong, stride = 0, 1
+    for layer in network.encoder:
+        wrong = math.ceil((wrong + layer.kernel_size // 2) / layer.stride)
+        stride *= layer.stride
+    return wrong * stride
+
+
+def decoder_halo(network: TransformerNet) -> int:
+    """Quarter-resolution pixels around a decoder tile: the decoder's spread, rounded up to them.
+
+    A x2 nearest upsampling followed by a conv of radius r turns p wrong pixels into
+    2 p + r; the output conv adds its radius. For Johnson et al.'s decoder (two
+    upsamplings with 3x3 convs, then 9x9): 1, 3, then 7 full-resolution pixels,
+    so 2 quarter-resolution pixels.
+    """
+    wrong = 0
+    for layer in network.decoder:
+        wrong = 2 * wrong + layer.conv.kernel_size // 2
+    wrong += network.output_conv.kernel_size // 2
+    return math.ceil(wrong / 2 ** len(network.decoder))
 
 
 @dataclass(frozen=True)
@@ -99,28 +130,32 @@ def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = D
     images = tf.convert_to_tensor(images, tf.float32)
     height, width = tf.shape(images)[1], tf.shape(images)[2]
     prepared = network.prepare(images)
+    halo = encoder_halo(network)
 
     encoder_statistics = []
     for layer in range(len(network.encoder) - 1):
         known = tuple(encoder_statistics)
         encoder_statistics.append(_moments_over_tiles(
-            prepared, core, ENCODER_HALO, lambda tile, known=known, layer=layer: network.encode(tile, known, stop=layer),
+            prepared, core, halo,
+            lambda tile, known=known, layer=layer: network.encode(tile, known, stop=layer),
             scale=(1, 2 ** layer), groups=1))
     known = tuple(encoder_statistics)
     last = len(network.encoder) - 1
-    encoded = assemble_tiles(prepared, core, ENCODER_HALO,
+    encoded = assemble_tiles(prepared, core, halo,
                               lambda tile: network.encode(tile, known, stop=last), scale=(1, 4),
                               dtype=network.compute_dtype, channels=network.encoder[last].kernel.shape[-1])
     residual = network.transform(network.encoder[last].finish(encoded))
 
+    halo = decoder_halo(network)
     decoder_statistics = []
     for layer in range(len(network.decoder)):
         known = tuple(decoder_statistics)
         decoder_statistics.append(_moments_over_tiles(
-            residual, core // 4, DECODER_HALO, lambda tile, known=known, layer=layer: network.decode(tile, known, stop=layer),
+            residual, core // 4, halo,
+            lambda tile, known=known, layer=layer: network.decode(tile, known, stop=layer),
             scale=(2 ** layer, 1), groups=4))
     known = tuple(decoder_statistics)
-    stylized = assemble_tiles(residual, core // 4, DECODER_HALO, lambda tile: network.decode(tile, known),
+    stylized = assemble_tiles(residual, core // 4, halo, lambda tile: network.decode(tile, known),
                                scale=(4, 1), dtype=tf.float32, channels=3)
     return stylized[:, :height, :width, :]
 

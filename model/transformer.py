@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model.instance_norm import Region, instance_norm, scaled_region
+from impasto.model.padding import edge_pad, reflect_indices
 
 MIN_SIDE = 16
 _RESIDUAL_BLOCKS = 5
@@ -31,37 +32,15 @@ _RESIDUAL_BLOCKS = 5
 # one fused batch-norm kernel; wide activations are reflection-padded by one
 # gather of whole pixels (MirrorPad copies element by element, several times
 # slower); upsampling is a sub-pixel convolution at the small size; and the last
-# 9x9 conv to 3 channels, which oneDNN runs at a fifth of its usual rate, runs
+# 9x9 conv to 3 channels, which oneDNN runs far below its usual rate, runs
 # on 4x4 pixel blocks. Upsampled activations stay in "phased" form, [N, H/2, W/2,
 # 4C] (each 2x2 block's pixels in the channels, as depth_to_space reads them),
 # and the gather that pads them for the next conv also rearranges them.
 
 
 # With a `valid` size (int32 [2], rows and columns; see `TransformerNet.__call__`),
-# the padding helpers below treat the image as ending there: whatever lies
-# beyond (bucket padding) is replaced by what padding at that edge would give.
-
-
-def _edge_pad(images: tf.Tensor, height: tf.Tensor, width: tf.Tensor, valid=None) -> tf.Tensor:
-    """Pads [N, H, W, C] to `height` x `width` at the bottom and right by repeating the last row and column."""
-    valid = tf.shape(images)[1:3] if valid is None else valid
-    rows = tf.minimum(tf.range(height), valid[0] - 1)
-    columns = tf.minimum(tf.range(width), valid[1] - 1)
-    return tf.gather(tf.gather(images, rows, axis=1), columns, axis=2)
-
-
-def _reflect(size: tf.Tensor, pad: int, valid: tf.Tensor | None = None) -> tf.Tensor:
-    """Source index of each position of a reflection-padded axis: ``[1, 0, 1, ..., size - 2]`` for pad 1.
-
-    With `valid` (at least 2), the axis reflects at `valid` instead of `size`
-    (periodically, so every one of the ``size + 2 pad`` positions has a source).
-    """
-    if valid is None:
-        index = tf.abs(tf.range(-pad, size + pad))
-        return (size - 1) - tf.abs((size - 1) - index)
-    period = 2 * (valid - 1)
-    index = tf.math.floormod(tf.range(-pad, size + pad), period)
-    return tf.where(index < valid, index, period - index)
+# the padding helpers below (and `impasto.model.padding`'s index rules) treat the image as
+# ending there: whatever lies beyond (bucket padding) is replaced by what padding at that edge would give.
 
 
 def _gather_pixels(x: tf.Tensor, rows: tf.Tensor, columns: tf.Tensor, phased: bool) -> tf.Tensor:
@@ -88,8 +67,8 @@ def _reflected_axes(x: tf.Tensor, pad: int, phased: bool, valid) -> tuple[tf.Ten
     """Source rows and columns of the reflection-padded image `x` holds: int32 [H + 2 pad], [W + 2 pad]."""
     height, width = _image_size(x, phased)
     if valid is None:
-        return _reflect(height, pad), _reflect(width, pad)
-    return _reflect(height, pad, valid[0]), _reflect(width, pad, valid[1])
+        return reflect_indices(height, pad), reflect_indices(width, pad)
+    return reflect_indices(height, pad, valid[0]), reflect_indices(width, pad, valid[1])
 
 
 def _reflect_pad(x: tf.Tensor, pad: int, phased: bool = False, valid=None) -> tf.Tensor:
@@ -125,7 +104,8 @@ class _Conv(tf.Module):
                  normalize: bool = True, relu: bool = True, name: str | None = None):
         super().__init__(name=name)
         fan_in = kernel_size * kernel_size * channels_in
-        initial = tf.random.truncated_normal([kernel_size, kernel_size, channels_in, channels_out], stddev=math.sqrt(2.0 / fan_in))
+        initial = tf.random.truncated_normal([kernel_size, kernel_size, channels_in, channels_out],
+                                             stddev=math.sqrt(2.0 / fan_in))
         self.kernel = tf.Variable(initial, name="kernel")
         self.bias = tf.Variable(tf.zeros([channels_out]), name="bias")
         if normalize:
@@ -156,8 +136,8 @@ class _Conv(tf.Module):
         One gather pads and packs each block's pixels into the channels, a
         small-kernel conv maps them to ``block**2`` times the output channels,
         depth_to_space unpacks. More multiply-adds (x1.8 for 9x9 at block 4) at
-        a shape oneDNN runs near its peak; a 9x9 conv to 3 channels runs at a
-        fifth. `block` must divide ``kernel_size - 1`` and the image's H and W.
+        a shape oneDNN runs near its peak; a 9x9 conv to 3 channels runs far
+        below it. `block` must divide ``kernel_size - 1`` and the image's H and W.
         """
         pad, size = self.kernel_size // 2, self.kernel_size
         channels_in, channels_out = self.kernel.shape[2], self.kernel.shape[3]
@@ -271,7 +251,7 @@ class TransformerNet(tf.Module):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         padded_height = tf.maximum(MIN_SIDE, (height + 3) // 4 * 4)
         padded_width = tf.maximum(MIN_SIDE, (width + 3) // 4 * 4)
-        padded = _edge_pad(images, padded_height, padded_width, valid_size)
+        padded = edge_pad(images, padded_height, padded_width, valid_size)
         return tf.cast(padded / 127.5 - 1.0, self.compute_dtype)
 
     def encode(self, x: tf.Tensor, statistics=(), stop: int | None = None, region=None) -> tf.Tensor:

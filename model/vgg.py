@@ -48,7 +48,7 @@ class VggFeatures(tf.Module):
         # Numpy, not tf.Variable: each trace embeds the weights as graph constants,
         # and oneDNN reorders a constant filter into its blocked layout once and
         # keeps it (`is_filter_const`) instead of on every forward and backward
-        # convolution; at 512 px that is about 7% of a Gatys evaluation.
+        # convolution (docs/benchmarks.md has what that saves a Gatys evaluation).
         self._kernels = [kernel.astype(numpy_dtype) for kernel in kernels]
         self._biases = [np.asarray(bias, np.float32).astype(numpy_dtype) for _, bias in weights.layers.values()]
 

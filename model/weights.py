@@ -148,7 +148,8 @@ def _load_builtin(name: str) -> VggWeights:
             cached.unlink()  # Corrupt cache: convert again from the package.
     package_file = _package_file(source)
     if source.file_sha256 and file_sha256(package_file) != source.file_sha256:
-        raise WeightsError(f"{package_file} does not have the expected SHA-256; reinstall {source.package}.\n{_HOW_TO_GET}")
+        raise WeightsError(
+            f"{package_file} does not have the expected SHA-256; reinstall {source.package}.\n{_HOW_TO_GET}")
     arrays = _read_onnx(package_file) if package_file.suffix == ".onnx" else _read_restricted_pickle(package_file)
     _write_converted(cached, arrays, source.preprocessing)
     return _read_converted(cached, expected_sha256=source.converted_sha256)
@@ -157,7 +158,8 @@ def _load_builtin(name: str) -> VggWeights:
 def _package_file(source: BuiltinSource) -> Path:
     spec = importlib.util.find_spec(source.package)
     if spec is None or not spec.submodule_search_locations:
-        raise WeightsError(f"The package that carries the {source.package} VGG16 weights is not installed.\n{_HOW_TO_GET}")
+        raise WeightsError(
+            f"The package that carries the {source.package} VGG16 weights is not installed.\n{_HOW_TO_GET}")
     path = Path(next(iter(spec.submodule_search_locations))) / source.relative_path
     if not path.is_file():
         raise WeightsError(f"{path} is missing from the installed {source.package} package.\n{_HOW_TO_GET}")
@@ -302,7 +304,7 @@ def _read_keras_h5(path: Path) -> dict[str, np.ndarray]:
     arrays = {}
     try:
         with h5py.File(path, "r") as h5:
-            root = h5["model_weights"] if "model_weights" in h5 else h5
+            root = h5.get("model_weights", h5)
             for layer in root:
                 if not _LAYER_NAME.match(layer):
                     continue
@@ -321,7 +323,8 @@ def _read_keras_h5(path: Path) -> dict[str, np.ndarray]:
     except OSError as error:
         raise WeightsError(f"{path} is not a readable HDF5 file ({error}).\n{_HOW_TO_GET}") from None
     if not arrays:
-        raise WeightsError(f"{path}: no blockN_convM layers found; is it a Keras VGG16/VGG19 notop file?\n{_HOW_TO_GET}")
+        raise WeightsError(
+            f"{path}: no blockN_convM layers found; is it a Keras VGG16/VGG19 notop file?\n{_HOW_TO_GET}")
     return arrays
 
 

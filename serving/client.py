@@ -225,5 +225,6 @@ def _compare(kind: str, actual, wanted: dict[str, int], exact: bool) -> list[str
             problems.append(f"{kind} {key!r} is {types_pb2.DataType.Name(actual[key].dtype)}, "
                             f"expected {types_pb2.DataType.Name(dtype)}")
     if exact:
-        problems += [f"unexpected {kind} {key!r} that this client does not send" for key in sorted(set(actual) - set(wanted))]
+        problems += [f"unexpected {kind} {key!r} that this client does not send"
+                     for key in sorted(set(actual) - set(wanted))]
     return problems

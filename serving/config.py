@@ -98,7 +98,8 @@ def check_model_server_config(config: model_server_config_pb2.ModelServerConfig,
         InvalidInputError: naming the first problem.
     """
     if config.WhichOneof("config") != "model_config_list":
-        raise InvalidInputError("ModelServerConfig must hold a model_config_list (custom_model_config is not supported)")
+        raise InvalidInputError(
+            "ModelServerConfig must hold a model_config_list (custom_model_config is not supported)")
     seen = set()
     for entry in config.model_config_list.config:
         if not entry.name:

@@ -1,11 +1,9 @@
 """glibc malloc arenas for `impasto serve`: bounded before the process starts its first thread.
 
-A cold server's RSS used to grow by 6 to 12% in its first minute of load
-(`bench/soak.py`, 16 clients on 2 cores; the figure depends on the build),
+A cold server's RSS used to grow in its first minute of load (`bench/soak.py`),
 then kept creeping up. /proc/PID/smaps puts that growth in glibc's malloc
-arenas: about 25 MiB in 15 arenas when the server is ready, 80 to 135 MiB in
-17 a minute later, while the main [heap] shrinks and the mapped files (+5 MiB
-of code paged in) and thread stacks barely move. glibc gives every thread that
+arenas, while the main [heap] shrinks and the mapped files and thread stacks
+barely move (docs/benchmarks.md, "Serving memory", has the figures). glibc gives every thread that
 allocates while another holds its arena an arena of its own, up to 8 per core,
 and each keeps its own high-water mark; image and activation buffers settle in
 them once glibc's dynamic mmap threshold has risen to their size. No warm-up
@@ -15,10 +13,8 @@ gets depends on timing.
 
 `tune_malloc` bounds the arenas to one per core the process may run on (at
 least 2), as ``MALLOC_ARENA_MAX`` would: threads then reuse each other's
-freed memory instead of growing arenas of their own. On one build, 120 s
-soaks gave: RSS growth from ready 6.0% -> 3.0% (arenas 23 -> 136 MiB in 17,
-against 6 -> 50 MiB in 2), and no further growth after the first minute;
-221 -> 210 requests/s and 7.1 -> 7.5 ms of server CPU per request.
+freed memory instead of growing arenas of their own: RSS growth from ready
+halves, at a few percent of throughput (docs/benchmarks.md).
 
 It calls mallopt(3), which acts on the process itself but only before glibc
 fixes its arena limit (when threads first need arenas), so `impasto.cli`
@@ -28,8 +24,8 @@ threads. A limit the environment sets (``MALLOC_ARENA_MAX`` or
 and is kept; other C libraries are left alone.
 
 Fixing the mmap threshold (``MALLOC_MMAP_THRESHOLD_``) as well would return
-every large buffer to the system at once, but made each request cost 15 to 30%
-more CPU (page faults on every fresh buffer), so it is left to glibc.
+every large buffer to the system at once, but made each request cost more CPU
+(page faults on every fresh buffer), so it is left to glibc.
 """
 
 import ctypes

@@ -89,7 +89,8 @@ class Metrics:
         with self._lock:
             lines = [f"# HELP {REQUEST_COUNT} The number of requests, by model, version and status.",
                      f"# TYPE {REQUEST_COUNT} counter"]
-            lines += [f"{REQUEST_COUNT}{{{_labels(LABELS, key)}}} {count}" for key, count in sorted(self._counts.items())]
+            lines += [f"{REQUEST_COUNT}{{{_labels(LABELS, key)}}} {count}"
+                      for key, count in sorted(self._counts.items())]
             lines += [f"# HELP {REQUEST_LATENCY} Request latency in microseconds, by model, version and status.",
                       f"# TYPE {REQUEST_LATENCY} histogram"]
             for key, histogram in sorted(self._latency.items()):

@@ -165,7 +165,8 @@ class Servable:
         for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
             log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
             if log.WhichOneof("log_type") != "predict_log":
-                raise RuntimeError(f"{path}: record {count} is a {log.WhichOneof('log_type')}, only predict is supported")
+                raise RuntimeError(
+                    f"{path}: record {count} is a {log.WhichOneof('log_type')}, only predict is supported")
             request = log.predict_log.request
             inputs = {key: tensors.from_tensor_proto(key, proto) for key, proto in request.inputs.items()}
             try:

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,6 +14,19 @@ from impasto.model import image_io  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "tests" / "data"
 _PHOTOS = ("chelsea.png", "coffee.png", "rocket.png", "fruits.png", "koala.png", "puppy.png")
+IMPASTO_COMMAND = (sys.executable, "-m", "impasto")  # The `impasto` command of the Python running the tests.
+
+# Markers that follow from a test's fixtures (pytest.ini describes each marker; `make test-fast` leaves them out).
+# The other kinds, `subprocess` and `slow`, are written on the tests themselves.
+_MARKERS_BY_FIXTURE = {"start_server": "server", "exported": "xla", "export_module": "xla",
+                       "imagenet_weights": "imagenet"}
+
+
+def pytest_collection_modifyitems(items):
+    """Marks each test by the costly fixtures it uses, directly or through other fixtures."""
+    for item in items:
+        for marker in sorted({_MARKERS_BY_FIXTURE[name] for name in item.fixturenames if name in _MARKERS_BY_FIXTURE}):
+            item.add_marker(marker)
 
 
 def load_test_image(name: str):
@@ -163,12 +177,11 @@ class ServerProcess:
 
     def __init__(self, args: list[str], log_path: Path, rest: bool = True):
         import subprocess
-        import sys
 
         self.port, self.rest_port = free_port(), (free_port() if rest else 0)
         self.target, self.rest_url = f"127.0.0.1:{self.port}", f"http://127.0.0.1:{self.rest_port}"
         self.log_path = log_path
-        command = [str(Path(sys.executable).parent / "impasto"), "serve", "--port", str(self.port),
+        command = [*IMPASTO_COMMAND, "serve", "--port", str(self.port),
                    "--rest_api_port", str(self.rest_port), *args]
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -267,7 +280,8 @@ def tiny_server(tmp_path_factory, serving_version_dir, start_server) -> ServerPr
 """)
     (models / "batching.txt").write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 30000 }\n"
                                          "num_batch_threads { value: 2 }\n")
-    (models / "monitoring.config").write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
+    (models / "monitoring.config").write_text(
+        'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n')
     return start_server(["--model_config_file", models / "models.config", "--enable_batching",
                          "--batching_parameters_file", models / "batching.txt",
                          "--monitoring_config_file", models / "monitoring.config",

@@ -1,18 +1,21 @@
 """`impasto stylize` end to end, as a user runs it: real process, exit codes, files written or not."""
 
 import resource
+import signal
 import subprocess
+import time
 
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
+from conftest import IMPASTO_COMMAND
 
-IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
+pytestmark = pytest.mark.subprocess
 
 
 def _stylize(*args, timeout=300):
-    return subprocess.run([IMPASTO, "stylize", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*IMPASTO_COMMAND, "stylize", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -77,15 +80,33 @@ def test_list_models_prints_one_name_a_line():
     assert finished.stdout.split() == bundled_model_names()
 
 
-def test_a_write_that_fails_midway_keeps_the_previous_output_and_leaves_no_partial_file(tmp_path, data_dir, tiny_bundle):
+def test_a_write_that_fails_midway_keeps_the_previous_output_and_leaves_no_partial_file(tmp_path, data_dir,
+                                                                                        tiny_bundle):
     out = tmp_path / "out.png"
     out.write_bytes(b"the previous result")
     limit = 4096  # bytes any file of the process may reach: the stylized PNG is larger, so its write fails partway.
     finished = subprocess.run(
-        [IMPASTO, "stylize", "--method", "fast", "--model", str(tiny_bundle), str(data_dir / "chelsea.png"),
+        [*IMPASTO_COMMAND, "stylize", "--method", "fast", "--model", str(tiny_bundle), str(data_dir / "chelsea.png"),
          "--out", str(out)], capture_output=True, text=True, timeout=300,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     assert finished.returncode == 1, finished.stderr[-2000:]
     assert "File too large" in finished.stderr and "Traceback" not in finished.stderr
     assert out.read_bytes() == b"the previous result"
     assert [path.name for path in tmp_path.iterdir()] == ["out.png"]  # The temporary file was removed.
+
+
+def test_ctrl_c_exits_130_without_a_traceback_or_an_output(tmp_path, data_dir, tiny_vgg_file):
+    out = tmp_path / "out.png"
+    process = subprocess.Popen(
+        [*IMPASTO_COMMAND, "stylize", str(data_dir / "chelsea.png"), "--style", str(data_dir / "starry_night.png"),
+         "--size", "48", "--iterations", "100000", "--tolerance", "0", "--save-every", "1",
+         "--vgg-weights", str(tiny_vgg_file), "--out", str(out), "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (tmp_path / "out_00001.png").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)  # What Ctrl-C sends, once the optimization runs.
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists()

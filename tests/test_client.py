@@ -13,6 +13,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from impasto.export import keys
 from impasto.model import image_io
 from impasto.serving.client import ServerMismatchError, StylizeClient
+
 from conftest import free_port
 
 
@@ -53,9 +54,8 @@ def test_version_pin_label_and_controls(tiny_server, small_images):
     with StylizeClient(tiny_server.target, "tiny", keys.STYLIZE_CONTROLS) as controls:
         same = image_io.decode_image_bytes(controls.stylize(image, strength=0.0))
         assert np.abs(same - image_io.decode_image_bytes(image)).max() <= 1
-    with StylizeClient(tiny_server.target, "tiny") as plain:
-        with pytest.raises(ValueError, match="stylize_controls"):
-            plain.stylize(image, strength=0.5)
+    with StylizeClient(tiny_server.target, "tiny") as plain, pytest.raises(ValueError, match="stylize_controls"):
+        plain.stylize(image, strength=0.5)
 
 
 def test_metadata_check_names_every_mismatch(tiny_server):
@@ -117,22 +117,21 @@ def test_retries_unavailable_with_backoff_but_not_other_errors(scripted):
         assert servicer.calls == 3
         assert time.monotonic() - start >= 0.05 * 0.5 + 0.1 * 0.5
     servicer, target = scripted([grpc.StatusCode.UNAVAILABLE] * 5)
-    with StylizeClient(target, "m", retries=1, backoff=0.01, check=False) as client:
-        with pytest.raises(grpc.RpcError) as caught:
-            client.stylize(b"data")
+    with StylizeClient(target, "m", retries=1, backoff=0.01, check=False) as client, \
+            pytest.raises(grpc.RpcError) as caught:
+        client.stylize(b"data")
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE and servicer.calls == 2
     servicer, target = scripted([grpc.StatusCode.INVALID_ARGUMENT])
-    with StylizeClient(target, "m", retries=3, backoff=0.01, check=False) as client:
-        with pytest.raises(grpc.RpcError) as caught:
-            client.stylize(b"data")
+    with StylizeClient(target, "m", retries=3, backoff=0.01, check=False) as client, \
+            pytest.raises(grpc.RpcError) as caught:
+        client.stylize(b"data")
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and servicer.calls == 1
 
 
 def test_per_call_deadline(scripted):
     servicer, target = scripted([], delay=1.0)
-    with StylizeClient(target, "m", timeout=0.2, check=False) as client:
-        with pytest.raises(grpc.RpcError) as caught:
-            client.stylize(b"data")
+    with StylizeClient(target, "m", timeout=0.2, check=False) as client, pytest.raises(grpc.RpcError) as caught:
+        client.stylize(b"data")
     assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
 
 

@@ -2,12 +2,14 @@
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
+
+import pytest
 
 from impasto.model import image_io
 from impasto.serving import client_cli
-from conftest import free_port
+
+from conftest import IMPASTO_COMMAND, free_port
 
 
 def _photo_tree(root: Path, small_images: dict, data_dir: Path) -> Path:
@@ -27,8 +29,8 @@ def test_directory_with_a_corrupt_file_reports_it_and_writes_the_rest(tiny_serve
                                                                        capsys):
     photos = _photo_tree(tmp_path, small_images, data_dir)
     out = tmp_path / "out"
-    code = client_cli.run([str(photos), str(tmp_path / "missing.png"), "--out", str(out), "--server", tiny_server.target,
-                           "--model", "tiny", "--concurrency", "3", "--no-progress"])
+    code = client_cli.run([str(photos), str(tmp_path / "missing.png"), "--out", str(out),
+                           "--server", tiny_server.target, "--model", "tiny", "--concurrency", "3", "--no-progress"])
     assert code == 2  # Every failure was bad input.
     written = sorted(str(path.relative_to(out)) for path in out.rglob("*"))
     assert written == ["chelsea.png", "coffee.png", "sub", "sub/koala.png", "sub/rocket.png"]
@@ -51,13 +53,13 @@ def test_model_mismatch_and_unreachable_server_exit_codes(tiny_server, small_ima
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.subprocess
 def test_impasto_client_command_with_controls(tiny_server, small_images, tmp_path):
     inputs = []
     for name in ("chelsea.png", "koala.png"):
         (tmp_path / name).write_bytes(small_images[name])
         inputs.append(str(tmp_path / name))
-    impasto = Path(sys.executable).parent / "impasto"
-    result = subprocess.run([str(impasto), "client", *inputs, "--out", str(tmp_path / "out"), "--server",
+    result = subprocess.run([*IMPASTO_COMMAND, "client", *inputs, "--out", str(tmp_path / "out"), "--server",
                              tiny_server.target, "--model", "tiny", "--signature", "stylize_controls",
                              "--strength", "0", "--version", "1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -7,11 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import DATA_DIR
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 
-_VALID_FILES = [p.read_bytes() for p in sorted(DATA_DIR.glob("*.png"))[:4]] + [(DATA_DIR / "edge_cmyk.jpg").read_bytes()]
+from conftest import DATA_DIR
+
+_VALID_FILES = [p.read_bytes() for p in [*sorted(DATA_DIR.glob("*.png"))[:4], DATA_DIR / "edge_cmyk.jpg"]]
 
 
 def _decode_or_refuse(data: bytes) -> None:

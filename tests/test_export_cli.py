@@ -17,9 +17,7 @@ from impasto.export.tfserving_config import BatchingConfig
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes, read_warmup_requests
 from impasto.model.errors import InvalidInputError
 
-from conftest import REPO_ROOT
-
-IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
+from conftest import IMPASTO_COMMAND
 
 
 def _export(bundle, models, *extra) -> int:
@@ -58,6 +56,7 @@ def test_bad_flags_exit_2_and_write_nothing(tmp_path, capsys, export_bundle, fla
     assert not models.exists()
 
 
+@pytest.mark.slow
 def test_exports_number_versions_and_keep_the_server_files_current(tmp_path, capsys, export_bundle):
     models = tmp_path / "models"
     assert _export(export_bundle, models, "--name", "tiny", "--max-batch-size", "16",
@@ -141,9 +140,11 @@ def test_batching_config_validates():
             BatchingConfig(**bad)
 
 
+@pytest.mark.subprocess
 def test_killing_an_export_midway_leaves_no_version(tmp_path, export_bundle):
     models = tmp_path / "models"
-    command = [IMPASTO, "export", str(export_bundle), "--model-base", str(models), "--name", "tiny", "--max-side", "64"]
+    command = [*IMPASTO_COMMAND, "export", str(export_bundle), "--model-base", str(models), "--name", "tiny",
+               "--max-side", "64"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, **{PAUSE_ENV: "600"}))
     watchdog = threading.Timer(240, process.kill)

@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -50,6 +51,11 @@ def _meta_graph(version_dir):
     saved_model.ParseFromString((version_dir / "saved_model.pb").read_bytes())
     assert len(saved_model.meta_graphs) == 1 and "serve" in saved_model.meta_graphs[0].meta_info_def.tags
     return saved_model.meta_graphs[0]
+
+
+def _dtype_and_shape(tensor_info) -> tuple:
+    """(dtype, [sizes]) of a SignatureDef input or output."""
+    return tf.as_dtype(tensor_info.dtype), [dim.size for dim in tensor_info.tensor_shape.dim]
 
 
 def _must_compile_functions(meta_graph) -> list:
@@ -121,9 +127,9 @@ def test_signature_defs_declare_keys_dtypes_and_shapes(exported, which):
     assert set(signatures) == SIGNATURES
     for name, signature in signatures.items():
         assert signature.method_name == keys.PREDICT_METHOD_NAME
-        declared = {key: (tf.as_dtype(t.dtype), [d.size for d in t.tensor_shape.dim]) for key, t in signature.inputs.items()}
+        declared = {key: _dtype_and_shape(t) for key, t in signature.inputs.items()}
         assert declared == _INPUTS[name]
-        outputs = {key: (tf.as_dtype(t.dtype), [d.size for d in t.tensor_shape.dim]) for key, t in signature.outputs.items()}
+        outputs = {key: _dtype_and_shape(t) for key, t in signature.outputs.items()}
         assert outputs == _OUTPUTS.get(name, {keys.STYLIZED_IMAGE_BYTES: (tf.string, [-1])})
 
 
@@ -162,9 +168,10 @@ def test_the_tiled_path_is_a_function_that_is_never_inlined(exported):
     assert len(kept_apart) == 1 and "While" in {node.op for node in kept_apart[0].node_def}
 
 
+@pytest.mark.subprocess
 def test_saved_model_cli_shows_the_export(exported):
-    finished = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "saved_model_cli"), "show", "--all", "--dir",
-                               str(exported["xla"])], capture_output=True, text=True, timeout=300)
+    finished = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--all",
+                               "--dir", str(exported["xla"])], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert all(f"signature_def['{name}']" in finished.stdout for name in SIGNATURES)
 

@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from impasto.export import keys
-from impasto.export.signatures import ServingConfig, StylizeModule, claimed_pixels, decode, mirror_pad
+from impasto.export.signatures import ServingConfig, StylizeModule, claimed_pixels, decode
 from impasto.model import color, image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.fast import FastStylizer
@@ -53,12 +53,6 @@ def test_buckets_follow_the_ladder_up_to_max_side():
     for bad in ({"max_side": 8}, {"ladder": (64, 32)}, {"ladder": (66,)}, {"max_pixels": 0}, {"tile_size": 30}):
         with pytest.raises(InvalidInputError):
             ServingConfig(**bad)
-
-
-def test_mirror_padding_matches_numpy_symmetric_for_any_amount():
-    image = np.arange(2 * 3 * 5 * 1, dtype=np.float32).reshape(2, 3, 5, 1)
-    padded = mirror_pad(tf.constant(image), 11, 17).numpy()
-    np.testing.assert_array_equal(padded, np.pad(image, ((0, 0), (0, 8), (0, 12), (0, 0)), mode="symmetric"))
 
 
 def _gif_header(width: int, height: int) -> bytes:
@@ -144,7 +138,7 @@ def test_stylize_tensor_matches_the_bare_network_at_bucket_sizes(export_module, 
 def test_stylize_tensor_keeps_the_size_of_large_inputs(export_module, export_network):
     images = np.random.default_rng(0).uniform(0, 255, (2, 150, 260, 3)).astype(np.float32)
     stylized = export_module.stylize_tensor(tf.constant(images))[keys.STYLIZED_IMAGES].numpy()
-    assert stylized.shape == images.shape and 0 <= stylized.min() and stylized.max() <= 255
+    assert stylized.shape == images.shape and stylized.min() >= 0 and stylized.max() <= 255
     untiled = np.clip(export_network(images).numpy(), 0, 255)  # Tiled, at full size: what the whole image gives.
     assert np.abs(stylized - untiled).max() < 0.05
 
@@ -153,6 +147,7 @@ def test_stylize_tensor_keeps_the_size_of_large_inputs(export_module, export_net
     assert scaled.shape == images.shape and np.abs(scaled - untiled).mean() > 1.0
 
 
+@pytest.mark.slow
 def test_large_images_are_tiled_seam_free_at_their_own_size(export_network):
     """Above tile_pixels, 32-pixel tiles; the PNG equals the CLI's untiled stylization to a level."""
     config = ServingConfig(max_side=128, ladder=(64,), target="cpu", tile_pixels=64 * 64, tile_size=32)

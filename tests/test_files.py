@@ -20,10 +20,9 @@ def test_atomic_directory_appears_whole_and_readable(tmp_path):
 
 
 def test_failed_atomic_directory_leaves_nothing(tmp_path):
-    with pytest.raises(RuntimeError):
-        with atomic_directory(tmp_path / "2") as building:
-            (building / "half").write_bytes(b"x")
-            raise RuntimeError("export failed")
+    with pytest.raises(RuntimeError), atomic_directory(tmp_path / "2") as building:
+        (building / "half").write_bytes(b"x")
+        raise RuntimeError("export failed")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, load_test_image
 from impasto.model import gatys_tiling
 from impasto.model.errors import InvalidInputError
 from impasto.model.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective
 from impasto.model.gatys_tiling import make_tiled_objective, tiled_features, tiled_grams
 from impasto.model.losses import LossConfig
 from impasto.model.tiling import Tiling
+
+from conftest import IMPASTO_COMMAND, load_test_image
 
 # Layers up to block3 keep the halo at 32 px, so 32 px tiles of a ~150 px image are real tiles.
 LOSS = LossConfig(content_layers=(("block3_conv2", 1.0),),
@@ -58,6 +59,7 @@ def _objectives(vgg, content, style):
     return whole, tiled
 
 
+@pytest.mark.slow
 def test_tiled_objective_equals_whole_value_gradient_and_terms(tiny_vgg, images):
     content, style = images
     whole, tiled = _objectives(tiny_vgg, content, style)
@@ -79,6 +81,7 @@ def test_a_halo_short_of_the_receptive_field_changes_the_gradient(tiny_vgg, imag
     assert _relative_error(short(x)[1], whole(x)[1]) > 1e-2
 
 
+@pytest.mark.slow
 def test_stylizer_tiles_large_stages_to_the_same_result(tiny_vgg, images):
     """L-BFGS amplifies float rounding (a 0.01-level nudge of the content moves some pixels by 50 levels
     after 6 iterations here), so the runs are compared by loss and by mean difference."""
@@ -98,11 +101,12 @@ def test_stylizer_tiles_large_stages_to_the_same_result(tiny_vgg, images):
     assert np.abs(whole - tf.image.resize(content[None], whole.shape[:2], antialias=True)[0].numpy()).mean() > 1.0
 
 
+@pytest.mark.subprocess
 def test_optimize_tiles_must_be_multiples_of_16(tmp_path, data_dir):
     with pytest.raises(InvalidInputError, match="multiple of 16"):
         gatys_tiling.check_tile_size(40)
     out = tmp_path / "out.png"
-    finished = subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "impasto"), "stylize", data_dir / "chelsea.png",
+    finished = subprocess.run([*IMPASTO_COMMAND, "stylize", data_dir / "chelsea.png",
                                "--style", data_dir / "starry_night.png", "--tile", "40", "--out", out],
                               capture_output=True, text=True, timeout=300)
     assert finished.returncode == 2 and "multiple of 16" in finished.stderr and not out.exists()

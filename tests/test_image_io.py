@@ -24,7 +24,7 @@ REFUSED = {
 def test_accepted_edge_cases_decode_to_the_contract(data_dir, name):
     image = image_io.load_image(data_dir / name)
     assert image.dtype == np.float32 and image.ndim == 3 and image.shape[2] == 3
-    assert 0.0 <= image.min() and image.max() <= 255.0
+    assert image.min() >= 0.0 and image.max() <= 255.0
 
 
 @pytest.mark.parametrize("name,reason", sorted(REFUSED.items()))
@@ -97,7 +97,7 @@ def test_resize_long_side_keeps_aspect_and_range(data_dir):
     image = image_io.load_image(data_dir / "koala.png")  # 96 x 128 portrait
     resized = image_io.resize_long_side(image, 64)
     assert resized.shape == (64, 48, 3)
-    assert 0.0 <= resized.min() and resized.max() <= 255.0
+    assert resized.min() >= 0.0 and resized.max() <= 255.0
 
 
 def test_save_is_atomic_and_refuses_unknown_extensions(tmp_path):

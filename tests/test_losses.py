@@ -48,8 +48,8 @@ def test_style_transfer_loss_parts_sum_to_the_total(tiny_vgg):
     config = losses.LossConfig.gatys()
     rng = np.random.default_rng(1)
     image, content, style = (rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32) for _ in range(3))
-    content_targets = tiny_vgg(content, [l for l, _ in config.content_layers])
-    style_features = tiny_vgg(style, [l for l, _ in config.style_layers])
+    content_targets = tiny_vgg(content, [layer for layer, _ in config.content_layers])
+    style_features = tiny_vgg(style, [layer for layer, _ in config.style_layers])
     grams = {layer: losses.gram_matrix(value) for layer, value in style_features.items()}
     total, terms = losses.style_transfer_loss(image, tiny_vgg(image, config.all_layers), content_targets, grams, config)
     assert float(total) == pytest.approx(float(terms["content"] + terms["style"] + terms["tv"]), rel=1e-5)
@@ -60,7 +60,49 @@ def test_style_transfer_loss_parts_sum_to_the_total(tiny_vgg):
 def test_loss_config_presets_and_layer_weights():
     gatys = losses.LossConfig.gatys()
     assert gatys.content_layers == (("block4_conv2", 1.0),)
-    assert [l for l, _ in gatys.style_layers] == [f"block{b}_conv1" for b in range(1, 6)]
+    assert [layer for layer, _ in gatys.style_layers] == [f"block{b}_conv1" for b in range(1, 6)]
     assert gatys.style_layer_weights["block1_conv1"] == pytest.approx(gatys.style_weight)
     johnson = losses.LossConfig.johnson()
     assert "block2_conv2" in johnson.all_layers and len(set(johnson.all_layers)) == len(johnson.all_layers)
+
+
+# Plain forms of the losses' hand-written gradients: the textbook formula, differentiated by TensorFlow.
+
+
+def _plain_gram(features: tf.Tensor) -> tf.Tensor:
+    _, height, width, channels = features.shape
+    return tf.einsum("nhwi,nhwj->nij", features, features) / (height * width * channels)
+
+
+def _plain_total_variation(images: tf.Tensor) -> tf.Tensor:
+    down = images[:, 1:] - images[:, :-1]
+    right = images[:, :, 1:] - images[:, :, :-1]
+    return tf.reduce_mean(tf.square(down)) + tf.reduce_mean(tf.square(right))
+
+
+def _value_and_gradient(function, tensor: tf.Tensor, upstream: tf.Tensor):
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        value = function(tensor)
+        weighted = tf.reduce_sum(value * upstream)
+    return value, tape.gradient(weighted, tensor)
+
+
+@pytest.mark.parametrize("shape", [(1, 5, 7, 4), (2, 3, 6, 5)])  # The batch-of-one path and the batched one.
+def test_gram_matrix_gradient_matches_autodiff_of_the_plain_formula(shape):
+    rng = np.random.default_rng(5)
+    features = tf.constant(rng.normal(size=shape), tf.float32)
+    upstream = tf.constant(rng.normal(size=(shape[0], shape[3], shape[3])), tf.float32)  # Not symmetric.
+    fast_value, fast_gradient = _value_and_gradient(losses.gram_matrix, features, upstream)
+    plain_value, plain_gradient = _value_and_gradient(_plain_gram, features, upstream)
+    np.testing.assert_allclose(fast_value, plain_value, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fast_gradient, plain_gradient, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 9, 3), (2, 2, 5, 3)])
+def test_total_variation_gradient_matches_autodiff_of_the_plain_formula(shape):
+    images = tf.constant(np.random.default_rng(6).uniform(0, 255, shape), tf.float32)
+    fast_value, fast_gradient = _value_and_gradient(lambda x: losses.total_variation_loss(x, 0.7)[0], images, 1.0)
+    plain_value, plain_gradient = _value_and_gradient(lambda x: 0.7 * _plain_total_variation(x), images, 1.0)
+    np.testing.assert_allclose(fast_value, plain_value, rtol=1e-5)
+    np.testing.assert_allclose(fast_gradient, plain_gradient, rtol=1e-4, atol=1e-4)

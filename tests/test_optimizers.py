@@ -5,7 +5,7 @@ import pytest
 import scipy.optimize
 import tensorflow as tf
 
-from impasto.model.optimizers import Adam, Lbfgs, OptimizerConfig, make_optimizer
+from impasto.model.optimizers import Adam, Lbfgs, OptimizerConfig, adam_update, make_optimizer
 
 
 def _quadratic(size=40, seed=0):
@@ -98,3 +98,25 @@ def test_adam_descends_and_keeps_the_loss_parts():
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer(_rosenbrock, 2, 1, OptimizerConfig(method="sgd"))
+
+
+def test_both_adams_take_the_steps_of_keras_adam():
+    """The pixel optimizer and the training optimizer share `adam_update`; both match Keras' Adam step for step."""
+    from impasto.training.adam import Adam as TrainingAdam
+
+    rng = np.random.default_rng(4)
+    start = rng.normal(size=[5]).astype(np.float32)
+    gradients = [rng.normal(size=[5]).astype(np.float32) for _ in range(4)]
+    keras_variable, training_variable = tf.Variable(start), tf.Variable(start)
+    keras_adam = tf.keras.optimizers.Adam(learning_rate=0.1, epsilon=1e-8)
+    training_adam = TrainingAdam([training_variable], learning_rate=0.1)
+    first = second = tf.zeros([5])
+    pixels = tf.constant(start)
+    for step, gradient in enumerate(gradients, start=1):
+        keras_adam.apply_gradients([(tf.constant(gradient), keras_variable)])
+        training_adam.apply([tf.constant(gradient)], [training_variable])
+        first, second, change = adam_update(tf.constant(gradient), first, second, tf.constant(float(step)), 0.1)
+        pixels -= change
+        np.testing.assert_allclose(training_variable.numpy(), keras_variable.numpy(), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(pixels.numpy(), keras_variable.numpy(), rtol=1e-6, atol=1e-7)
+    assert np.abs(keras_variable.numpy() - start).max() > 0.1  # The steps moved the variable: a real comparison.

@@ -12,11 +12,12 @@ from hypothesis import strategies as st
 from PIL import Image
 from tensorflow.core.framework import tensor_pb2, types_pb2
 
-from conftest import DATA_DIR
 from impasto.export import keys
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
 from impasto.serving.rest_server import decode_json_inputs, parse_predict_body
+
+from conftest import DATA_DIR
 
 SIGNATURES = {
     keys.SERVING_DEFAULT: {keys.IMAGE_BYTES: tf.TensorSpec([None], tf.string)},
@@ -64,6 +65,7 @@ def _check_decoded(specs, arrays) -> None:
         assert arrays[key].dtype == (object if spec.dtype == tf.string else spec.dtype.as_numpy_dtype)
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(SIGNATURES)), st.dictionaries(KEYS, tensor_protos(), max_size=4))
 def test_any_tensor_protos_decode_to_fitting_inputs_or_invalid_input(signature, protos):
@@ -143,6 +145,7 @@ def encoded_images():
     return [_encoded(name) for name in ("PNG", "JPEG", "GIF", "BMP")]
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=5000, suppress_health_check=[HealthCheck.too_slow,
                                                                    HealthCheck.function_scoped_fixture])
 @given(st.integers(0, 3), st.integers(0, 10_000), st.integers(0, 255), st.booleans())

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2, get_model_status_pb2,
-                                     model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from impasto.export import keys
 from impasto.model import image_io
@@ -37,7 +43,8 @@ def _request(model="tiny", inputs=None, version=None, label="", signature=""):
     if label:
         request.model_spec.version_label = label
     for key, value in (inputs or {}).items():
-        request.inputs[key].CopyFrom(value if isinstance(value, type(request.inputs[key])) else tf.make_tensor_proto(value))
+        proto = value if isinstance(value, type(request.inputs[key])) else tf.make_tensor_proto(value)
+        request.inputs[key].CopyFrom(proto)
     return request
 
 
@@ -193,7 +200,8 @@ def test_concurrent_mixed_size_requests_are_batched_and_split_correctly(stub, sm
     for name, response in zip(names, responses):
         png = response.outputs[keys.STYLIZED_IMAGE_BYTES].string_val[0]
         assert image_io.decode_image_bytes(png).shape == image_io.decode_image_bytes(small_images[name]).shape
-    metrics = urllib.request.urlopen(tiny_server.rest_url + "/monitoring/prometheus/metrics", timeout=10).read().decode()
+    with urllib.request.urlopen(tiny_server.rest_url + "/monitoring/prometheus/metrics", timeout=10) as response:
+        metrics = response.read().decode()
     batches = re.search(r'processed_batch_size_count\{model_name="tiny",model_version="2"\} (\d+)', metrics)
     examples = re.search(r'processed_batch_size_sum\{model_name="tiny",model_version="2"\} (\d+)', metrics)
     assert int(batches.group(1)) < int(examples.group(1))  # Some batch held more than one request.

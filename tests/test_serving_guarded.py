@@ -17,14 +17,21 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import grpc
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from impasto.export import keys
+
 from test_serving_reload import _states, _wait_for
 
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -54,7 +61,8 @@ def guarded(tmp_path_factory, serving_version_dir, start_server):
     _make_certificates(certs)
     shutil.copytree(serving_version_dir, root / "tiny" / "1")
     shutil.copytree(serving_version_dir, outside / "tiny" / "1")
-    (root / "models.config").write_text(f'model_config_list {{ config {{ name: "tiny" base_path: "{root / "tiny"}" }} }}')
+    (root / "models.config").write_text(
+        f'model_config_list {{ config {{ name: "tiny" base_path: "{root / "tiny"}" }} }}')
     (root / "batching.txt").write_text("max_batch_size { value: 2 }\nbatch_timeout_micros { value: 1000000 }\n"
                                        "num_batch_threads { value: 1 }\nmax_enqueued_batches { value: 1 }\n")
     (root / "monitoring.config").write_text('prometheus_config { enable: true path: "/metrics" }\n')
@@ -106,7 +114,7 @@ def _metric(server, pattern: str) -> float:
 def test_both_ports_listen_on_loopback_only(guarded):
     listening = {}
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in open(table).read().splitlines()[1:]:
+        for line in Path(table).read_text().splitlines()[1:]:
             local, state = line.split()[1], line.split()[3]
             if state == "0A":  # LISTEN
                 address, port = local.rsplit(":", 1)
@@ -118,13 +126,11 @@ def test_both_ports_listen_on_loopback_only(guarded):
 def test_mutual_tls_on_grpc_and_rest_refuses_clients_without_a_signed_certificate(guarded, small_images):
     assert guarded.predict(_request(small_images["koala.png"]), timeout=60).model_spec.version.value == 1
     for client in (None, "rogue"):
-        with _channel(guarded, client) as channel:
-            with pytest.raises(grpc.RpcError) as caught:
-                prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(b""), timeout=10)
-        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, client
-    with grpc.insecure_channel(guarded.target) as channel:
-        with pytest.raises(grpc.RpcError) as caught:
+        with _channel(guarded, client) as channel, pytest.raises(grpc.RpcError) as caught:
             prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(b""), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, client
+    with grpc.insecure_channel(guarded.target) as channel, pytest.raises(grpc.RpcError) as caught:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(b""), timeout=10)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     status, body = _https(guarded, "/v1/models/tiny")
     assert status == 200 and json.loads(body)["model_version_status"][0]["state"] == "AVAILABLE"

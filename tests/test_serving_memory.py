@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from impasto.serving import memory
+
 from test_serving_rest import _b64, _call
 
 HEAP_BYTES = 64 << 20

@@ -14,8 +14,13 @@ import urllib.request
 import grpc
 import pytest
 import tensorflow as tf
-from tensorflow_serving.apis import (get_model_status_pb2, model_management_pb2, model_service_pb2_grpc, predict_pb2,
-                                     prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
 from impasto.export import keys
 
@@ -100,8 +105,9 @@ def test_corrupt_version_is_reported_and_the_previous_keeps_serving(reload_serve
     broken = reload_server.base / "3"
     (broken / "variables").mkdir(parents=True)
     (broken / "saved_model.pb").write_bytes(b"half a model")
-    state, message = _wait_for(lambda: _states(reload_server).get(3) if _states(reload_server).get(3, (0,))[0] == State.END
-                               else None, what="version 3 to fail")
+    state, message = _wait_for(
+        lambda: _states(reload_server).get(3) if _states(reload_server).get(3, (0,))[0] == State.END else None,
+        what="version 3 to fail")
     assert "saved_model.pb" in message or "parse" in message.lower()
     assert _states(reload_server)[2][0] == State.AVAILABLE
     assert reload_server.predict(_request(small_images["koala.png"]), timeout=30).model_spec.version.value == 2
@@ -111,7 +117,8 @@ def test_corrupt_version_is_reported_and_the_previous_keeps_serving(reload_serve
     _wait_for(lambda: _states(reload_server)[2][0] == State.END, 20, "v2 unloaded")
 
 
-def test_directories_that_are_not_versions_are_ignored_and_removal_unloads(reload_server, serving_version_dir, small_images):
+def test_directories_that_are_not_versions_are_ignored_and_removal_unloads(reload_server, serving_version_dir,
+                                                                          small_images):
     shutil.copytree(serving_version_dir, reload_server.base / "latest")
     shutil.copytree(serving_version_dir, reload_server.base / ".4.tmp")
     time.sleep(1.0)  # Five polls.

@@ -29,7 +29,8 @@ def tls_server(tmp_path_factory, serving_version_dir, start_server):
     (folder / "batching.txt").write_text("max_batch_size { value: 4 }\nbatch_timeout_micros { value: 1500000 }\n")
     base = folder / "models" / "tiny"
     shutil.copytree(serving_version_dir, base / "1")  # A symlink out of the base path would be refused.
-    server = start_server(["--model_base_path", base, "--model_name", "tiny", "--ssl_config_file", folder / "ssl.config",
+    server = start_server(["--model_base_path", base, "--model_name", "tiny",
+                           "--ssl_config_file", folder / "ssl.config",
                            "--enable_batching", "--batching_parameters_file", folder / "batching.txt"], rest=False)
     server.cert, server.key = folder / "cert.pem", folder / "key.pem"
     return server
@@ -49,10 +50,9 @@ def test_mutual_tls_client_works_and_others_are_refused(tls_server, small_images
     with pytest.raises(grpc.RpcError) as caught:  # Server certificate trusted, but no client certificate.
         StylizeClient(f"localhost:{tls_server.port}", "tiny", tls=TlsOptions(tls_server.cert), retries=0, timeout=10)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    with grpc.insecure_channel(tls_server.target) as channel:
-        with pytest.raises(grpc.RpcError) as caught:
-            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(small_images["koala.png"]),
-                                                                               timeout=5)
+    with grpc.insecure_channel(tls_server.target) as channel, pytest.raises(grpc.RpcError) as caught:
+        prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(_request(small_images["koala.png"]),
+                                                                           timeout=5)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
 
 

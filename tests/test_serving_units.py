@@ -17,8 +17,13 @@ from impasto.model.errors import InvalidInputError
 from impasto.serving import config, registry, tensors
 from impasto.serving.batching import Batcher
 from impasto.serving.config import BatchingOptions
-from impasto.serving.errors import (CancelledError, DeadlineExceededError, RequestTooLargeError, ResourceExhaustedError,
-                                    http_status)
+from impasto.serving.errors import (
+    CancelledError,
+    DeadlineExceededError,
+    RequestTooLargeError,
+    ResourceExhaustedError,
+    http_status,
+)
 from impasto.serving.metrics import Metrics
 from impasto.serving.rest_server import ClientGone
 
@@ -150,7 +155,8 @@ def test_batcher_drops_a_cancelled_request_and_runs_the_rest_of_its_batch_withou
         except Exception as error:  # noqa: BLE001 - inspected below.
             results[name] = error
 
-    threads = [threading.Thread(target=one, args=("gone", cancelled)), threading.Thread(target=one, args=("kept!", None))]
+    threads = [threading.Thread(target=one, args=("gone", cancelled)),
+               threading.Thread(target=one, args=("kept!", None))]
     for thread in threads:
         thread.start()
     time.sleep(0.1)  # Both wait in the open batch.
@@ -196,7 +202,8 @@ def test_config_files_parse_like_tf_serving(tmp_path):
     batching = tmp_path / "batching_parameters.txt"
     batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 500 }\n"
                         "# comment\nnum_batch_threads { value: 3 }\n")
-    assert config.BatchingOptions.from_file(batching) == BatchingOptions(8, 500, 3, BatchingOptions.max_enqueued_batches)
+    expected = BatchingOptions(8, 500, 3, BatchingOptions.max_enqueued_batches)
+    assert config.BatchingOptions.from_file(batching) == expected
     batching.write_text("max_batch_sise { value: 8 }\n")
     with pytest.raises(InvalidInputError, match="max_batch_sise"):
         config.BatchingOptions.from_file(batching)
@@ -276,7 +283,8 @@ def test_server_reads_the_files_impasto_export_writes(tmp_path):
 
     (tmp_path / "starry" / "3").mkdir(parents=True)
     (tmp_path / "starry" / "3" / "saved_model.pb").write_bytes(b"")
-    tfserving_config.write_server_files(tmp_path, tfserving_config.BatchingConfig(max_batch_size=4, num_batch_threads=1))
+    batching = tfserving_config.BatchingConfig(max_batch_size=4, num_batch_threads=1)
+    tfserving_config.write_server_files(tmp_path, batching)
     models = config.parse_text_proto(tmp_path / tfserving_config.MODELS_CONFIG, "ModelServerConfig")
     config.check_model_server_config(models)
     assert [(m.name, m.base_path) for m in models.model_config_list.config] == [("starry", str(tmp_path / "starry"))]

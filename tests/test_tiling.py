@@ -7,13 +7,14 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from conftest import REPO_ROOT, load_test_image
 from impasto.model import tiling
 from impasto.model.errors import InvalidInputError
 from impasto.model.fast import FastStylizer
 from impasto.model.library import load_network
 from impasto.model.tiling import Tiling, seam_ratio, tiled_stylize
 from impasto.model.transformer import TransformerNet
+
+from conftest import IMPASTO_COMMAND, load_test_image
 
 # Measured: 8e-4 levels (random network), 3e-3 (bundled model): float rounding only.
 TILED_VS_UNTILED_MAX_ABS = 0.02
@@ -45,6 +46,7 @@ def synthetic_large_image(height: int, width: int) -> np.ndarray:
     return np.clip(photo, 0.0, 255.0).astype(np.float32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size, tile_size", [((150, 203), 32), ((97, 61), 48)])
 def test_tiled_equals_untiled_for_odd_sizes(random_network, size, tile_size):
     image = synthetic_large_image(*size)
@@ -54,20 +56,29 @@ def test_tiled_equals_untiled_for_odd_sizes(random_network, size, tile_size):
     assert np.abs(tiled - untiled).max() < TILED_VS_UNTILED_MAX_ABS
 
 
+@pytest.mark.slow
 def test_tiled_equals_untiled_inside_a_tf_function(random_network):
     image = synthetic_large_image(120, 176)
-    graph = tf.function(lambda x: tiled_stylize(random_network, x, 40), input_signature=[tf.TensorSpec([1, None, None, 3])])
+    graph = tf.function(lambda x: tiled_stylize(random_network, x, 40),
+                        input_signature=[tf.TensorSpec([1, None, None, 3])])
     assert np.abs(graph(image).numpy() - random_network(image).numpy()).max() < TILED_VS_UNTILED_MAX_ABS
 
 
-@pytest.mark.parametrize("halo", ["ENCODER_HALO", "DECODER_HALO"])
-def test_a_halo_too_narrow_for_the_receptive_field_breaks_the_equality(random_network, monkeypatch, halo):
-    """The equality above holds because of the halos, not by accident."""
-    monkeypatch.setattr(tiling, halo, 0)
+def test_halos_are_the_spread_of_the_layers(random_network):
+    """Johnson et al.'s encoder spreads a tile edge's wrong values 2 quarter-resolution pixels, the decoder 7 pixels."""
+    assert tiling.encoder_halo(random_network) == 8 and tiling.decoder_halo(random_network) == 2
+
+
+@pytest.mark.parametrize("halo, narrower", [("encoder_halo", 4), ("decoder_halo", 1)])
+def test_a_halo_one_step_narrower_breaks_the_equality(random_network, monkeypatch, halo, narrower):
+    """The equality above holds because of the halos, not by accident, and the computed halos are the narrowest."""
+    computed = getattr(tiling, halo)(random_network)
+    monkeypatch.setattr(tiling, halo, lambda network: computed - narrower)
     image = synthetic_large_image(96, 96)
     assert np.abs(tiled_stylize(random_network, image, 32).numpy() - random_network(image).numpy()).max() > 1.0
 
 
+@pytest.mark.slow
 def test_large_image_tiled_matches_untiled_and_shows_no_seams(starry_night):
     """A bundled model on a 512x384 test card cut into 128-pixel tiles (12 tiles)."""
     image = synthetic_large_image(384, 512)
@@ -95,6 +106,7 @@ def test_seam_ratio_sees_a_step_at_tile_boundaries():
         seam_ratio(ramp[:100, :100], 128)
 
 
+@pytest.mark.slow
 def test_stylizer_tiles_only_above_the_threshold(random_network):
     image = synthetic_large_image(64, 80)[0]
     below = FastStylizer(random_network, tiling=Tiling(tile_pixels=64 * 80, tile_size=32))
@@ -114,10 +126,11 @@ def test_bad_tiling_options_are_refused(options):
 
 
 def _stylize(*args):
-    return subprocess.run([str(REPO_ROOT / ".venv" / "bin" / "impasto"), "stylize", *map(str, args)],
+    return subprocess.run([*IMPASTO_COMMAND, "stylize", *map(str, args)],
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.subprocess
 def test_cli_tile_flags(tmp_path, data_dir):
     """--tile forces tiles, --no-tile forbids them; both give the same picture; bad values exit 2."""
     common = ["--model", "starry_night", data_dir / "chelsea.png", "--no-progress"]

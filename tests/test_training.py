@@ -11,13 +11,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, load_test_image
 from impasto.model import image_io
 from impasto.training import data
 from impasto.training.config import TrainConfig, preset
 from impasto.training.trainer import Trainer, TrainingDiverged
 
-IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
+from conftest import IMPASTO_COMMAND, load_test_image
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +39,11 @@ def test_pipeline_skips_and_counts_unreadable_files(tmp_path, photo_dir, data_di
     batches = data.training_dataset(photos + bad, size=24, batch_size=2, seed=0, skipped=skipped)
     for batch in batches.take(6):
         assert batch.shape == (2, 24, 24, 3)
-        assert 0.0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 255.0
+        assert float(tf.reduce_min(batch)) >= 0.0 and float(tf.reduce_max(batch)) <= 255.0
     assert skipped.count == 2 and set(skipped.reasons) == set(bad)
 
 
+@pytest.mark.slow
 def test_training_writes_checkpoints_logs_and_metadata(tmp_path, photo_dir, tiny_vgg_weights, style_image):
     photos, validation = data.split_validation(data.list_photos(photo_dir), 2)
     trainer = Trainer(TrainConfig.tiny(), style_image, tmp_path / "run", vgg_weights=tiny_vgg_weights)
@@ -58,6 +58,7 @@ def test_training_writes_checkpoints_logs_and_metadata(tmp_path, photo_dir, tiny
     assert json.loads((tmp_path / "run" / "bundle.json").read_text())["steps"] == 4
 
 
+@pytest.mark.slow
 def test_resume_continues_with_the_saved_step_and_optimizer_state(tmp_path, photo_dir, tiny_vgg_weights, style_image):
     photos = data.list_photos(photo_dir)
     first = Trainer(replace(TrainConfig.tiny(), steps=2), style_image, tmp_path / "run", vgg_weights=tiny_vgg_weights)
@@ -72,6 +73,7 @@ def test_resume_continues_with_the_saved_step_and_optimizer_state(tmp_path, phot
     assert second.train(photos, show_progress=False).steps == 4
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, photo_dir, tiny_vgg_weights, style_image):
     photos = data.list_photos(photo_dir)
     Trainer(replace(TrainConfig.tiny(), steps=2), style_image, tmp_path / "run", vgg_weights=tiny_vgg_weights).train(
@@ -82,7 +84,8 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, ph
         trainer.train(photos, show_progress=False)
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
     reader = tf.train.load_checkpoint(str(tmp_path / "run" / "checkpoints"))
-    kernels = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if "kernel" in k and "OPTIMIZER" not in k]
+    kernels = [reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+               if "kernel" in name and "OPTIMIZER" not in name]
     assert kernels and all(np.all(np.isfinite(k)) for k in kernels)
 
 
@@ -124,6 +127,7 @@ def _run_distributed(args, env_extra, cwd):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.subprocess
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path, photo_dir, data_dir, tiny_vgg_file):
     process = _run_distributed([photo_dir, data_dir / "starry_night.png", tiny_vgg_file, tmp_path / "run"],
                                {"LOGICAL_CPUS": "1"}, tmp_path)
@@ -146,6 +150,7 @@ def _free_ports(count):
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_multi_worker_mirrored_strategy_on_loopback(tmp_path, photo_dir, data_dir, tiny_vgg_file):
     workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     processes = []
@@ -162,8 +167,9 @@ def test_multi_worker_mirrored_strategy_on_loopback(tmp_path, photo_dir, data_di
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-4")
 
 
+@pytest.mark.subprocess
 def test_train_cli_runs_and_reports_json(tmp_path, photo_dir, data_dir, tiny_vgg_file):
-    command = [IMPASTO, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir),
+    command = [*IMPASTO_COMMAND, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir),
                "--out", str(tmp_path / "run"), "--preset", "tiny", "--steps", "2", "--vgg-weights", str(tiny_vgg_file),
                "--no-progress"]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -172,6 +178,7 @@ def test_train_cli_runs_and_reports_json(tmp_path, photo_dir, data_dir, tiny_vgg
     assert summary["steps"] == 2 and summary["skipped_files"] == 0
 
 
+@pytest.mark.subprocess
 def test_train_cli_max_pixels_skips_and_counts_a_photo_above_the_limit(tmp_path, data_dir, tiny_vgg_file):
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -179,7 +186,7 @@ def test_train_cli_max_pixels_skips_and_counts_a_photo_above_the_limit(tmp_path,
         (photos / name).write_bytes((data_dir / name).read_bytes())
     big = image_io.resize_image(load_test_image("rocket.png"), 170, 256)  # 43,520 pixels.
     (photos / "big.png").write_bytes(image_io.encode_image(big))
-    command = [IMPASTO, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photos),
+    command = [*IMPASTO_COMMAND, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photos),
                "--out", str(tmp_path / "run"), "--preset", "tiny", "--steps", "2", "--validation-photos", "0",
                "--vgg-weights", str(tiny_vgg_file), "--no-progress"]
     finished = subprocess.run([*command, "--max-pixels", "20000"], capture_output=True, text=True, timeout=300)
@@ -191,10 +198,11 @@ def test_train_cli_max_pixels_skips_and_counts_a_photo_above_the_limit(tmp_path,
     assert refused.returncode == 2 and "--max-pixels must be at least 1" in refused.stderr
 
 
+@pytest.mark.subprocess
 def test_train_cli_refuses_a_folder_without_photos(tmp_path, data_dir):
     (tmp_path / "empty").mkdir()
-    command = [IMPASTO, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(tmp_path / "empty"),
-               "--out", str(tmp_path / "run")]
+    command = [*IMPASTO_COMMAND, "train", "--style", str(data_dir / "great_wave.png"),
+               "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]
     finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 2 and "no .jpg" in finished.stderr
     assert "Traceback" not in finished.stderr

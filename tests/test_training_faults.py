@@ -13,20 +13,27 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT, load_test_image
 from impasto.model.errors import InvalidInputError
-from impasto.training import data
+from impasto.model.library import BUNDLE_FORMAT
+from impasto.training import cli, data
 from impasto.training.config import TrainConfig
 from impasto.training.trainer import Trainer
 
-IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
+from conftest import IMPASTO_COMMAND, load_test_image
 
 
+def _train_command(data_dir: Path, photo_dir: Path, run_dir: Path, vgg_file: Path, steps: int,
+                   checkpoint_every: int) -> list[str]:
+    """`impasto train` of the tiny preset on the great wave, without a progress bar."""
+    return [*IMPASTO_COMMAND, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir),
+            "--out", str(run_dir), "--preset", "tiny", "--steps", str(steps), "--checkpoint-every",
+            str(checkpoint_every), "--vgg-weights", str(vgg_file), "--no-progress"]
+
+
+@pytest.mark.subprocess
 def test_kill_9_then_the_same_command_resumes_and_finishes(tmp_path, photo_dir, data_dir, tiny_vgg_file):
     run_dir = tmp_path / "run"
-    command = [IMPASTO, "train", "--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir),
-               "--out", str(run_dir), "--preset", "tiny", "--steps", "16", "--checkpoint-every", "1",
-               "--vgg-weights", str(tiny_vgg_file), "--no-progress"]
+    command = _train_command(data_dir, photo_dir, run_dir, tiny_vgg_file, steps=16, checkpoint_every=1)
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and first.poll() is None:
@@ -76,6 +83,23 @@ def trained_run(tmp_path_factory, tiny_vgg_weights):
     return fresh_copy
 
 
+@pytest.mark.subprocess
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, photo_dir, data_dir, tiny_vgg_file):
+    run_dir = tmp_path / "run"
+    command = _train_command(data_dir, photo_dir, run_dir, tiny_vgg_file, steps=100_000, checkpoint_every=1000)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (run_dir / "logs").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(2)  # Some steps, none of them a checkpoint step.
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-3000:]
+    assert "interrupted: checkpoint saved in" in stderr and "Traceback" not in stderr
+    saved = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    assert saved is not None and stderr.strip().endswith(saved) and stdout == ""
+
+
 def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_and_says_so(trained_run, tmp_path, tiny_vgg_weights,
                                                                               caplog):
     run_dir = trained_run(tmp_path)
@@ -111,6 +135,25 @@ def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(trained_run, tmp
     for index in (run_dir / "checkpoints").glob("*.index"):
         index.write_bytes(b"not an sstable")
     with pytest.raises(InvalidInputError, match="none of the checkpoints"):
+        _trainer(run_dir, tiny_vgg_weights).restore()
+
+
+def test_resuming_with_another_width_exits_2_with_a_message_and_keeps_the_run(trained_run, tmp_path, data_dir,
+                                                                            photo_dir, tiny_vgg_file, capsys):
+    run_dir = trained_run(tmp_path)
+    (run_dir / "model.json").write_text(json.dumps({"format": BUNDLE_FORMAT, "width": 0.125, "style": "great_wave"}))
+    before = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    code = cli.run(["--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir), "--out", str(run_dir),
+                    "--preset", "tiny", "--width", "0.25", "--vgg-weights", str(tiny_vgg_file), "--no-progress"])
+    assert code == 2
+    assert "holds a width-0.125 network; this run asks for width 0.25" in capsys.readouterr().err
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == before
+
+
+def test_a_run_directory_of_another_format_is_refused(trained_run, tmp_path, tiny_vgg_weights):
+    run_dir = trained_run(tmp_path)
+    (run_dir / "model.json").write_text(json.dumps({"format": "impasto-transformer/2", "width": 0.125}))
+    with pytest.raises(InvalidInputError, match="model format 'impasto-transformer/2'"):
         _trainer(run_dir, tiny_vgg_weights).restore()
 
 

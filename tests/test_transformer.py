@@ -1,11 +1,15 @@
 """The feed-forward network: any size and batch, range contract, no transposed convolutions."""
 
+import json
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from impasto.model.errors import InvalidInputError
 from impasto.model.fast import FastStylizer
-from impasto.model.library import load_network, write_bundle
+from impasto.model.library import BUNDLE_FORMAT, load_network, write_bundle
 from impasto.model.transformer import TransformerNet
 
 
@@ -19,7 +23,7 @@ def test_any_size_and_batch_keeps_the_shape_and_range(network, shape):
     images = np.random.default_rng(0).uniform(0, 255, shape).astype(np.float32)
     output = network(images).numpy()
     assert output.shape == shape and output.dtype == np.float32
-    assert 0.0 <= output.min() and output.max() <= 255.0
+    assert output.min() >= 0.0 and output.max() <= 255.0
 
 
 def test_batch_elements_are_independent(network):
@@ -53,6 +57,25 @@ def test_bundle_round_trip_stores_float16_and_restores_the_network(tmp_path, net
     image = np.random.default_rng(2).uniform(0, 255, (1, 24, 24, 3)).astype(np.float32)
     assert metadata["style"] == "test"
     assert np.abs(restored(image).numpy() - network(image).numpy()).max() < 1.0
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("format", "impasto-transformer/2", "model format 'impasto-transformer/2'; this impasto reads"),
+    ("format", None, "model format None"),
+    ("width", "wide", 'no numeric "width" field'),
+])
+def test_a_bundle_of_another_format_is_refused_by_name(tmp_path, network, field, value, message):
+    path = tmp_path / "style.npz"
+    write_bundle(network, {"width": 0.125, "style": "test"}, path)
+    metadata = json.loads(path.with_suffix(".json").read_text())
+    assert metadata["format"] == BUNDLE_FORMAT
+    if value is None:
+        del metadata[field]
+    else:
+        metadata[field] = value
+    path.with_suffix(".json").write_text(json.dumps(metadata))
+    with pytest.raises(InvalidInputError, match=re.escape(message)):
+        load_network(path)
 
 
 def test_fast_stylizer_controls(network):

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import load_test_image
 from impasto.model import image_io
 from impasto.model.vgg import VggFeatures, random_vgg_weights
+
+from conftest import load_test_image
 
 CATS = ["chelsea", "black_cat", "kitten"]
 NOT_CATS = ["coffee", "rocket", "fruits"]  # Objects; a koala is too close to a kitten to be fair.

@@ -10,6 +10,8 @@ import contextlib
 
 import tensorflow as tf
 
+from impasto.model.optimizers import adam_update
+
 
 @contextlib.contextmanager
 def first_replica_variables():
@@ -24,14 +26,15 @@ def first_replica_variables():
 
 
 class Adam(tf.Module):
-    """Adam (Kingma and Ba 2015) with bias correction.
+    """Adam (Kingma and Ba 2015) with bias correction: `impasto.model.optimizers.adam_update` on each variable.
 
     Args:
         variables: the variables it updates, in a fixed order.
         learning_rate: step size.
     """
 
-    def __init__(self, variables, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8):
+    def __init__(self, variables, learning_rate: float, beta1: float = 0.9, beta2: float = 0.999,
+                 epsilon: float = 1e-8):
         super().__init__(name="adam")
         self.learning_rate = tf.Variable(learning_rate, trainable=False, name="learning_rate")
         self.iterations = tf.Variable(0, dtype=tf.int64, trainable=False, name="iterations")
@@ -42,10 +45,10 @@ class Adam(tf.Module):
     def apply(self, gradients, variables) -> None:
         """One update from already all-reduced gradients (call in replica context)."""
         step = tf.cast(self.iterations + 1, tf.float32)
-        correction = tf.sqrt(1.0 - self.beta2**step) / (1.0 - self.beta1**step)
-        rate = self.learning_rate * correction
         for variable, gradient, m, v in zip(variables, gradients, self.first_moments, self.second_moments):
-            m.assign(self.beta1 * m + (1.0 - self.beta1) * gradient)
-            v.assign(self.beta2 * v + (1.0 - self.beta2) * tf.square(gradient))
-            variable.assign_sub(rate * m / (tf.sqrt(v) + self.epsilon))
+            first, second, change = adam_update(gradient, m, v, step, self.learning_rate, self.beta1, self.beta2,
+                                                self.epsilon)
+            m.assign(first)
+            v.assign(second)
+            variable.assign_sub(change)
         self.iterations.assign_add(1)

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from impasto.model import image_io
-from impasto.model.cli_errors import EXIT_FAILURE, EXIT_OK, reports_errors
+from impasto.model.cli_errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.model.weights import load_vgg_weights
 from impasto.training import data
@@ -58,7 +58,8 @@ def run(argv: list[str]) -> int:
                     checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                     validate_every=args.validate_every, max_pixels=args.max_pixels, lr_schedule=args.lr_schedule,
                     warmup_steps=args.warmup_steps, final_lr_fraction=args.final_lr_fraction)
-    loss_overrides = {"content_weight": args.content_weight, "style_weight": args.style_weight, "tv_weight": args.tv_weight}
+    loss_overrides = {"content_weight": args.content_weight, "style_weight": args.style_weight,
+                      "tv_weight": args.tv_weight}
     config = replace(config, loss=replace(config.loss, **{k: v for k, v in loss_overrides.items() if v is not None}))
     for name in ("steps", "batch_size", "image_size", "style_size", "checkpoint_every", "log_every", "validate_every",
                  "max_pixels"):
@@ -77,7 +78,7 @@ def run(argv: list[str]) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print(f"interrupted: checkpoint saved in {trainer.manager.latest_checkpoint}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     summary = {"run_dir": args.out, "steps": result.steps, "loss": result.losses.get("total"),
                "validation_loss": result.validation_loss, "images_per_second": round(result.images_per_second, 3),
                "wall_seconds": round(result.wall_seconds, 1), "skipped_files": result.skipped_files}

@@ -21,7 +21,9 @@ class TrainConfig:
         width: transformer width multiplier.
         loss: layers and weights of the perceptual loss.
         pooling: VGG pooling for the loss network.
-        mixed_precision: run the networks in float16 (GPU) with dynamic loss scaling.
+        mixed_precision: compute the transformer and the loss network in bfloat16, keeping the variables,
+            the losses and the optimizer in float32. bfloat16 has float32's exponent range, so no loss
+            scaling is used. Pays on GPUs and TPUs with bfloat16 units; on CPUs without them it is slower.
         validation_photos: photos held out from training for the validation loss and images.
         max_pixels: photos whose header claims more pixels are skipped (and counted) before decoding,
             so a decompression bomb in the data folder cannot exhaust memory.

@@ -28,9 +28,9 @@ import tensorflow as tf
 from tqdm import tqdm
 
 from impasto.model import image_io
-from impasto.model.files import atomic_write_bytes
 from impasto.model.errors import InvalidInputError
-from impasto.model.library import load_bundle_arrays, write_bundle
+from impasto.model.files import atomic_write_bytes
+from impasto.model.library import BUNDLE_FORMAT, check_format, load_bundle_arrays, write_bundle
 from impasto.model.losses import gram_matrix, style_transfer_loss
 from impasto.model.transformer import TransformerNet
 from impasto.model.vgg import VggFeatures
@@ -40,7 +40,6 @@ from impasto.training.adam import Adam, first_replica_variables
 from impasto.training.config import TrainConfig
 from impasto.training.schedule import learning_rate_at
 
-MODEL_FORMAT = "impasto-transformer/1"
 LOG = logging.getLogger("impasto.training")
 
 
@@ -122,13 +121,17 @@ class Trainer:
         warning and the one before it is tried.
 
         Raises:
-            InvalidInputError: there are checkpoints, but none of them can be restored.
+            InvalidInputError: the run directory holds another format or width of network, or it has
+                checkpoints but none of them can be restored.
         """
         metadata_path = self.run_dir / "model.json"
         if metadata_path.is_file():
-            saved_width = json.loads(metadata_path.read_text())["width"]
+            metadata = json.loads(metadata_path.read_text())
+            check_format(metadata, metadata_path)
+            saved_width = metadata["width"]
             if not math.isclose(saved_width, self.config.width):
-                raise ValueError(f"{self.run_dir} holds a width-{saved_width} network; this run asks for {self.config.width}")
+                raise InvalidInputError(f"{self.run_dir} holds a width-{saved_width} network; this run asks for "
+                                        f"width {self.config.width}: use another --out or the same width")
         newest_first = list(reversed(self.manager.checkpoints))
         for path in newest_first:
             try:
@@ -165,7 +168,7 @@ class Trainer:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def _write_metadata(self, steps_before: int, segments: list[dict]) -> None:
-        metadata = {"format": MODEL_FORMAT, "width": self.config.width, "style": self.style_name,
+        metadata = {"format": BUNDLE_FORMAT, "width": self.config.width, "style": self.style_name,
                     "train_config": dataclasses.asdict(self.config), "steps_before": steps_before,
                     "segments": segments}
         atomic_write_bytes(self.run_dir / "model.json", json.dumps(metadata, indent=2).encode())
@@ -236,7 +239,8 @@ class Trainer:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         iterator = iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
         validation_images = data.validation_batch(list(validation), config.image_size, config.max_pixels)
-        writer = tf.summary.create_file_writer(str(self.run_dir / "logs")) if self.is_chief else tf.summary.create_noop_writer()
+        writer = (tf.summary.create_file_writer(str(self.run_dir / "logs")) if self.is_chief
+                  else tf.summary.create_noop_writer())
         bar = tqdm(total=config.steps, initial=start_step, unit="step", disable=not show_progress, dynamic_ncols=True)
         losses, validation_loss, started = {}, None, time.perf_counter()
         step = start_step
@@ -257,7 +261,8 @@ class Trainer:
                 rate = (step - start_step) * config.batch_size / (time.perf_counter() - started)
                 bar.update(1)
                 bar.set_postfix({"loss": f"{losses['total']:.4g}", "content": f"{losses['content']:.3g}",
-                                 "style": f"{losses['style']:.3g}", "tv": f"{losses['tv']:.3g}", "img/s": f"{rate:.2f}"})
+                                 "style": f"{losses['style']:.3g}", "tv": f"{losses['tv']:.3g}",
+                                 "img/s": f"{rate:.2f}"})
                 with writer.as_default(step=step):
                     if step % config.log_every == 0:
                         for name, value in losses.items():
