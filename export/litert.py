@@ -31,10 +31,10 @@ import tensorflow as tf
 
 from impasto import __version__
 from impasto.model import image_io
+from impasto.export.litert_network import litert_network
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_write_bytes
 from impasto.model.litert_runtime import INPUT_SHAPE, LiteRTStylizer
-from impasto.model.reference_transformer import ReferenceTransformer
 from impasto.model.transformer import TransformerNet
 
 FORMAT = "impasto-litert/1"
@@ -90,11 +90,10 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if error == 0 else float(10.0 * np.log10(255.0 ** 2 / error))
 
 
-def reference_function(network: TransformerNet) -> tf.types.experimental.ConcreteFunction:
-    """`ReferenceTransformer` of the network's weights, traced for float32 `INPUT_SHAPE` (any H and W)."""
-    reference = ReferenceTransformer(network.weights_dict())
+def conversion_function(network: TransformerNet) -> tf.types.experimental.ConcreteFunction:
+    """`litert_network` of the network's weights, traced for float32 `INPUT_SHAPE` (any H and W)."""
     spec = tf.TensorSpec([None if side < 0 else side for side in INPUT_SHAPE], tf.float32, name="images")
-    return tf.function(reference, input_signature=[spec]).get_concrete_function()
+    return tf.function(litert_network(network.weights_dict()), input_signature=[spec]).get_concrete_function()
 
 
 def convert(network: TransformerNet, variant: str, calibration_images: Sequence[np.ndarray] = ()) -> bytes:
@@ -107,7 +106,7 @@ def convert(network: TransformerNet, variant: str, calibration_images: Sequence[
     """
     if variant not in VARIANTS:
         raise InvalidInputError(f"unknown LiteRT variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    function = reference_function(network)
+    function = conversion_function(network)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant != "float32":

@@ -12,8 +12,10 @@ from PIL import Image
 from conftest import REPO_ROOT, load_test_image
 from impasto.export import cli as export_cli
 from impasto.export import litert
+from impasto.export.litert_network import litert_network
 from impasto.model.files import atomic_write_bytes
 from impasto.model.litert_runtime import LiteRTStylizer
+from impasto.model.reference_transformer import ReferenceTransformer
 from impasto.model.transformer import TransformerNet
 
 IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
@@ -219,3 +221,32 @@ def test_tiling_flags_with_a_tflite_file_exit_2(tmp_path, data_dir, capsys, tiny
     assert stylize_cli.run([*argv, "--tile", "64"]) == 2
     assert "runs whole images only" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("height, width", [(64, 96), (37, 50), (13, 22)])
+def test_conversion_form_equals_the_reference_network(height, width):
+    """`litert_network` (blocked first and last convs, sub-pixel upsampling, folded norms) against the plain
+    `ReferenceTransformer`, on random weights (every bias, scale and offset too) and a real photo."""
+    network = TransformerNet(width=0.25, seed=height)
+    rng = np.random.default_rng(height)
+    weights = {path: value + rng.normal(0.0, 0.3, value.shape) for path, value in network.weights_dict().items()}
+    photo = load_test_image("chelsea.png")[None, 20:20 + height, 30:30 + width]
+    plain = ReferenceTransformer(weights)(photo).numpy()
+    converted_form = litert_network(weights)(photo).numpy()
+    assert converted_form.shape == photo.shape
+    assert np.abs(converted_form - plain).max() < 0.01, np.abs(converted_form - plain).max()
+    assert plain.std() > 1.0
+
+
+def test_xnnpack_runs_every_conv_in_one_partition(tiny_models):
+    """An op XNNPACK does not take would split the network: all 16 conv kernels are inputs of one delegate node."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tiny_models["float32"], num_threads=2)
+    interpreter.resize_tensor_input(0, [1, 128, 96, 3], strict=False)
+    interpreter.allocate_tensors()
+    operators = interpreter._get_ops_details()
+    kernels = {op["inputs"][1] for op in operators if op["op_name"] == "CONV_2D"}
+    assert len(kernels) == 16
+    partitions = [set(op["inputs"]) for op in operators if op["op_name"] == "DELEGATE"]
+    assert [kernels <= partition for partition in partitions].count(True) == 1, [len(kernels & p) for p in partitions]
