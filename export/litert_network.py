@@ -77,8 +77,17 @@ class XNNPACKConvLayer(ConvLayer):
     def scaled_norm(self, x: tf.Tensor) -> tf.Tensor:
         mean = tf.reduce_mean(x, axis=[1, 2], keepdims=True)
         variance = tf.reduce_mean(tf.math.squared_difference(x, mean), axis=[1, 2], keepdims=True)
-        factor = self.scale * tf.math.rsqrt(variance + EPSILON)  # [N, 1, 1, C]
+        return self.normalize_with(x, mean, variance)
+
+    def normalize_with(self, x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor) -> tf.Tensor:
+        """Instance norm with the given statistics (broadcasting to [N, 1, 1, C]), scale and offset."""
+        factor = self.scale * tf.math.rsqrt(variance + EPSILON)
         return x * factor + (self.offset - mean * factor)
+
+    def finish_with(self, x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor) -> tf.Tensor:
+        """`finish` with the norm's statistics given (float32 [C] each), not taken from `x`."""
+        x = self.normalize_with(x, mean, variance)
+        return tf.nn.relu(x) if self.relu else x
 
 
 class XNNPACKUpsampleLayer(UpsampleLayer):
@@ -88,14 +97,17 @@ class XNNPACKUpsampleLayer(UpsampleLayer):
     copies of the resized image."""
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
+        return self.conv.finish(tf.nn.depth_to_space(self.phased_convolve(x), 2))
+
+    def phased_convolve(self, x: tf.Tensor) -> tf.Tensor:
+        """[N, H, W, C_in] -> the conv output before depth_to_space, [N, H, W, 4 C_out] (phase-major)."""
         channels_in, channels_out = self.conv.kernel.shape[2], self.conv.kernel.shape[3]
         for axis in (1, 2):  # Edge padding: the first and last line once more.
             first, last = (x[(slice(None),) * axis + (slice(index, index + 1 or None),)] for index in (0, -1))
             x = tf.concat([first, x, last], axis=axis)
         kernel = np.einsum("iak,jbl,klco->abcijo", UPSAMPLE_TAPS, UPSAMPLE_TAPS, self.conv.kernel.numpy())
         kernel = kernel.reshape([3, 3, channels_in, 4 * channels_out])
-        x = tf.nn.conv2d(x, kernel, strides=1, padding="VALID") + tf.tile(self.conv.bias, [4])
-        return self.conv.finish(tf.nn.depth_to_space(x, 2))
+        return tf.nn.conv2d(x, kernel, strides=1, padding="VALID") + tf.tile(self.conv.bias, [4])
 
 
 def _concat(pieces: list[tf.Tensor], axis: int) -> tf.Tensor:
@@ -106,3 +118,72 @@ def litert_network(weights: dict) -> ReferenceTransformer:
     """The network of `weights` (a `TransformerNet.weights_dict()`) in the form the LiteRT export converts."""
     return ReferenceTransformer(weights, conv_layer=XNNPACKConvLayer, upsample_layer=XNNPACKUpsampleLayer,
                                 name="litert_transformer")
+
+
+class TilingStages(tf.Module):
+    """The network cut where `impasto.model.tiling` cuts it, as functions a ``.tflite`` file holds as signatures.
+
+    A tiled run normalizes every tile with the statistics of the whole image, which
+    the single-signature file cannot take from outside. These stages can: each
+    ``encode_K`` / ``decode_K`` takes the tile and the (mean, variance) of the norms
+    before layer K and returns layer K's conv output before its norm (for the
+    next statistics), or, for the last, the layer output the tiles assemble.
+    `impasto.model.litert_tiling` runs them. Inputs and outputs are float32 NHWC,
+    any size; the statistics float32 [C].
+    """
+
+    def __init__(self, weights: dict):
+        super().__init__(name="litert_tiling_stages")
+        self.network = litert_network(weights)
+
+    def encode(self, x: tf.Tensor, statistics: list, stop: int) -> tf.Tensor:
+        """Prepared tile [1, h, w, 3] -> encoder layer `stop`'s conv output, before its norm."""
+        for index, layer in enumerate(self.network.encoder):
+            x = layer.convolve(x)
+            if index == stop:
+                return x
+            x = layer.finish_with(x, *statistics[index])
+        raise ValueError(f"no encoder layer {stop}")
+
+    def transform(self, x: tf.Tensor) -> tf.Tensor:
+        """The last encoder layer's norm (over the whole image) and the residual blocks."""
+        x = self.network.encoder[-1].finish(x)
+        for block in self.network.residuals:
+            x = block(x)
+        return x
+
+    def decode(self, x: tf.Tensor, statistics: list, stop: int | None) -> tf.Tensor:
+        """Residual output tile -> upsampling layer `stop`'s phased conv output before its norm
+        ([1, h', w', 4C], as `TransformerNet.decode` gives it), or with `stop` None the image, [0, 255]."""
+        for index, layer in enumerate(self.network.decoder):
+            x = layer.phased_convolve(x)
+            if index == stop:
+                return x
+            x = layer.conv.finish_with(tf.nn.depth_to_space(x, 2), *statistics[index])
+        return 255.0 * tf.sigmoid(self.network.output_conv(x))
+
+    def signatures(self) -> dict:
+        """``{name: concrete function}`` of every stage, with named inputs (``images``, ``mean_K``, ``variance_K``)."""
+        widths = [layer.kernel.shape[-1] for layer in self.network.encoder]
+        up_widths = [layer.conv.kernel.shape[-1] for layer in self.network.decoder]
+        functions = {"transform": (self.transform, [])}
+        for stop in range(len(widths)):
+            functions[f"encode_{stop}"] = (lambda x, *s, stop=stop: self.encode(x, _pairs(s), stop), widths[:stop])
+        for stop in range(len(up_widths) + 1):
+            last = stop == len(up_widths)
+            functions[f"decode_{stop}"] = (lambda x, *s, stop=None if last else stop: self.decode(x, _pairs(s), stop),
+                                           up_widths[:stop])
+        concrete = {}
+        for name, (function, statistics_widths) in functions.items():
+            channels = 3 if name.startswith("encode") else widths[-1]
+            specs = [tf.TensorSpec([1, None, None, channels], tf.float32, name="images")]
+            for index, width in enumerate(statistics_widths):
+                specs += [tf.TensorSpec([width], tf.float32, name=f"mean_{index}"),
+                          tf.TensorSpec([width], tf.float32, name=f"variance_{index}")]
+            wrapped = tf.function(lambda *args, function=function: {"output": function(*args)}, input_signature=specs)
+            concrete[name] = wrapped.get_concrete_function()
+        return concrete
+
+
+def _pairs(flat: tuple) -> list:
+    return [(flat[index], flat[index + 1]) for index in range(0, len(flat), 2)]

@@ -212,14 +212,37 @@ def test_other_bad_tflite_files_exit_2_with_a_clear_message(tmp_path, data_dir, 
     assert not out.exists()
 
 
-def test_tiling_flags_with_a_tflite_file_exit_2(tmp_path, data_dir, capsys, tiny_export):
+def test_tiled_litert_run_equals_the_whole_image_run(tiny_export, tiny_network):
+    """Every tile normalized with the whole image's statistics: 4 x 5 tiles of 32 px give the untiled result."""
+    from impasto.model.litert_tiling import LiteRTStages, litert_tiled_stylize, stages_path
+
+    out_dir, results = tiny_export
+    model = out_dir / "tiny-float32.tflite"
+    assert results["float32"]["tiling_stages"]["file"] == stages_path(model).name == "tiny-float32.tiles.tflite"
+    photo = load_test_image("chelsea.png")[:128, :150]
+    whole = LiteRTStylizer(model).run(photo)
+    tiled = litert_tiled_stylize(LiteRTStages(stages_path(model)), photo, tile_size=32)
+    assert tiled.shape == photo.shape
+    assert np.abs(tiled - whole).max() < 0.05, np.abs(tiled - whole).max()
+    assert np.abs(tiled - tiny_network(photo[None])[0].numpy()).mean() <= 0.5
+
+
+def test_stylize_tiles_a_tflite_file_with_its_stages_and_refuses_without(tmp_path, data_dir, capsys, tiny_export):
     from impasto.model import cli as stylize_cli
 
     out_dir, _ = tiny_export
+    argv = [str(data_dir / "coffee.png"), "--tile", "32", "--no-progress"]
+    tiled, whole = tmp_path / "tiled.png", tmp_path / "whole.png"
+    assert stylize_cli.run(["--model", str(out_dir / "tiny-float16.tflite"), *argv, "--out", str(tiled)]) == 0
+    assert stylize_cli.run(["--model", str(out_dir / "tiny-float16.tflite"), *argv[:1], "--out", str(whole)]) == 0
+    difference = np.abs(np.asarray(Image.open(tiled), np.float32) - np.asarray(Image.open(whole), np.float32))
+    assert difference.mean() < 0.05 and difference.max() <= 1.0  # Rounding to 8 bits only.
+
+    alone = tmp_path / "alone.tflite"  # No tiling stages beside it.
+    alone.write_bytes((out_dir / "tiny-float16.tflite").read_bytes())
     out = tmp_path / "out.png"
-    argv = ["--model", str(out_dir / "tiny-float32.tflite"), str(data_dir / "coffee.png"), "--out", str(out)]
-    assert stylize_cli.run([*argv, "--tile", "64"]) == 2
-    assert "runs whole images only" in capsys.readouterr().err
+    assert stylize_cli.run(["--model", str(alone), *argv, "--out", str(out)]) == 2
+    assert f"{tmp_path / 'alone.tiles.tflite'}: no tiling-stages file" in capsys.readouterr().err
     assert not out.exists()
 
 
