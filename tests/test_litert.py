@@ -138,7 +138,8 @@ def test_export_cli_writes_the_variants_asked_for(tmp_path, capsys):
     out = tmp_path / "out"
     assert export_cli.run(["great_wave", "--format", "tflite", "--out", str(out), "--variants", "float16,int8"]) == 0
     assert sorted(path.name for path in out.iterdir()) == [
-        "great_wave-float16.json", "great_wave-float16.tflite", "great_wave-int8.json", "great_wave-int8.tflite"]
+        "great_wave-float16.json", "great_wave-float16.tflite", "great_wave-float16.tiles.tflite",
+        "great_wave-int8.json", "great_wave-int8.tflite", "great_wave-int8.tiles.tflite"]
     side = json.loads((out / "great_wave-int8.json").read_text())
     assert side["style"] == "great_wave" and side["source"] == "great_wave" and side["width"] == 0.5
     assert side["check"]["psnr_db"] >= 35.0 and side["check"]["photos"] == 8
