@@ -12,7 +12,8 @@ batching_parameters.txt and monitoring.config. See docs/serving.md.
         [--variants float32,float16,int8,int8-full] [--calibration-photos PHOTO_DIR]
 
 writes DIR/NAME-VARIANT.tflite and DIR/NAME-VARIANT.json for each variant that meets
-its quality bound against the TensorFlow network. See docs/mobile.md.
+its quality bound against the TensorFlow network (and DIR/NAME-VARIANT.tiles.tflite, its
+stages for seam-free tiling of large images, but for int8-full). See docs/mobile.md.
 """
 
 import argparse

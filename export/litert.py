@@ -5,7 +5,8 @@
     DIR/NAME-int8.tflite       int8 weights, dynamic-range quantization (activations quantized on the fly)
     DIR/NAME-int8-full.tflite  int8 weights and activations, ranges calibrated on photos
 
-each beside ``NAME-VARIANT.json``: the style, the input contract, the source's hash
+each beside ``NAME-VARIANT.json`` (and, but for int8-full, ``NAME-VARIANT.tiles.tflite``: the
+same network in stages, for seam-free tiled runs of large images): the style, the input contract, the source's hash
 and how close the variant came to the TensorFlow network on the calibration photos.
 
 The files are converted from `ReferenceTransformer`, the plain form of the network
@@ -22,6 +23,7 @@ import datetime
 import hashlib
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +33,10 @@ import tensorflow as tf
 
 from impasto import __version__
 from impasto.model import image_io
+from impasto.export.litert_network import TilingStages, litert_network
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_write_bytes
 from impasto.model.litert_runtime import INPUT_SHAPE, LiteRTStylizer
-from impasto.model.reference_transformer import ReferenceTransformer
 from impasto.model.transformer import TransformerNet
 
 FORMAT = "impasto-litert/1"
@@ -84,17 +86,21 @@ VARIANTS = {variant.name: variant for variant in (
 )}
 
 
+TILING_VARIANTS = ("float32", "float16", "int8")
+"""Variants written with a tiling-stages file beside them (``NAME-VARIANT.tiles.tflite``, `convert_tiling_stages`)
+for seam-free tiled runs of large images; int8-full's calibrated ranges are the whole network's."""
+
+
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     """Peak signal-to-noise ratio of `image` against `reference` (same shape, [0, 255]), in dB."""
     error = np.mean(np.square(np.asarray(image, np.float64) - np.asarray(reference, np.float64)))
     return float("inf") if error == 0 else float(10.0 * np.log10(255.0 ** 2 / error))
 
 
-def reference_function(network: TransformerNet) -> tf.types.experimental.ConcreteFunction:
-    """`ReferenceTransformer` of the network's weights, traced for float32 `INPUT_SHAPE` (any H and W)."""
-    reference = ReferenceTransformer(network.weights_dict())
+def conversion_function(network: TransformerNet) -> tf.types.experimental.ConcreteFunction:
+    """`litert_network` of the network's weights, traced for float32 `INPUT_SHAPE` (any H and W)."""
     spec = tf.TensorSpec([None if side < 0 else side for side in INPUT_SHAPE], tf.float32, name="images")
-    return tf.function(reference, input_signature=[spec]).get_concrete_function()
+    return tf.function(litert_network(network.weights_dict()), input_signature=[spec]).get_concrete_function()
 
 
 def convert(network: TransformerNet, variant: str, calibration_images: Sequence[np.ndarray] = ()) -> bytes:
@@ -107,7 +113,7 @@ def convert(network: TransformerNet, variant: str, calibration_images: Sequence[
     """
     if variant not in VARIANTS:
         raise InvalidInputError(f"unknown LiteRT variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    function = reference_function(network)
+    function = conversion_function(network)
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if variant != "float32":
@@ -232,6 +238,12 @@ def export_litert(network: TransformerNet, metadata: dict, out_dir: str | os.Pat
             "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
         side["written"] = variant.meets_bound(check)
+        if side["written"] and variant_name in TILING_VARIANTS:
+            tiles_path = model_path.with_suffix(".tiles.tflite")
+            tiles_model = convert_tiling_stages(network, variant_name)
+            atomic_write_bytes(tiles_path, tiles_model)
+            side["tiling_stages"] = {"file": tiles_path.name, "bytes": len(tiles_model),
+                                     "sha256": hashlib.sha256(tiles_model).hexdigest()}
         if side["written"]:
             atomic_write_bytes(model_path, model)
             atomic_write_bytes(model_path.with_suffix(".json"), json.dumps(side, indent=2).encode())
@@ -241,9 +253,26 @@ def export_litert(network: TransformerNet, metadata: dict, out_dir: str | os.Pat
             side["reason"] = (f"PSNR {check['psnr_db']} dB, mean error {check['mean_abs_error']} against the "
                               f"TensorFlow network on the calibration photos misses the bound {variant.bound()}")
             report(f"not written: {model_path.name}: {side['reason']}")
-            for stale in (model_path, model_path.with_suffix(".json")):  # An earlier export's, which would mislead.
+            for stale in (model_path, model_path.with_suffix(".json"), model_path.with_suffix(".tiles.tflite")):  # An earlier export's, which would mislead.
                 if stale.exists():
                     stale.unlink()
                     report(f"removed {stale}, from an earlier export")
         results[variant_name] = side
     return results
+
+
+def convert_tiling_stages(network: TransformerNet, variant: str) -> bytes:
+    """The network's `TilingStages` as one ``.tflite`` flatbuffer with a signature per stage (builtin ops only),
+    for tiled runs of large images (`impasto.model.litert_tiling`); `variant` as in `convert`, except int8-full."""
+    if variant not in TILING_VARIANTS:
+        raise InvalidInputError(f"no tiling stages for LiteRT variant {variant!r}")
+    stages = TilingStages(network.weights_dict())
+    with tempfile.TemporaryDirectory() as directory:
+        tf.saved_model.save(stages, directory, signatures=stages.signatures())
+        converter = tf.lite.TFLiteConverter.from_saved_model(directory)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if variant != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if variant == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()

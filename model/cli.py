@@ -113,10 +113,7 @@ def _run_fast(args, content_image):
     if Path(args.model).suffix == ".tflite":
         from impasto.model.litert_runtime import LiteRTStylizer
 
-        if args.tile is not None or args.tile_pixels is not None:
-            raise InvalidInputError("--tile and --tile-pixels: a .tflite model runs whole images only (LiteRT "
-                                    "has no tiled form yet); use the bundled model or .npz bundle to tile")
-        stylizer = LiteRTStylizer(args.model)
+        stylizer = LiteRTStylizer(args.model, tiling=_tiling(args, DEFAULT_TILE_PIXELS))
     else:
         network, _ = load_network(args.model)
         stylizer = FastStylizer(network, tiling=_tiling(args, DEFAULT_TILE_PIXELS))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from impasto.model.errors import InvalidInputError
+from impasto.model.tiling import Tiling
 
 INPUT_SHAPE = (1, -1, -1, 3)
 """Every exported file's input and output: [1, H, W, 3] (-1: any size), float32 RGB in [0, 255]."""
@@ -25,14 +26,20 @@ class LiteRTStylizer:
     Args:
         path: the ``.tflite`` file.
         threads: CPU threads for XNNPACK.
+        tiling: when `stylize` runs tile by tile, from the tiling-stages file beside `path`
+            (`impasto.model.litert_tiling`); the result is the same as untiled. Without that
+            file images run whole, unless tiling was asked for (`Tiling.always`): then the
+            file is required.
 
     Raises:
         InvalidInputError: the file is missing, not a LiteRT model (malformed or
-            truncated), or not a network with `INPUT_SHAPE` in and out.
+            truncated), or not a network with `INPUT_SHAPE` in and out; or tiling is
+            always asked for and the tiling-stages file is missing or bad.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS):
+    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS, tiling: Tiling = Tiling.never()):
         from ai_edge_litert.interpreter import Interpreter
+        from impasto.model.litert_tiling import LiteRTStages, stages_path
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -50,12 +57,20 @@ class LiteRTStylizer:
                                     f"{shapes} {[t.__name__ for t in types]}; expected one float32 {list(INPUT_SHAPE)} each)")
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
         self._allocated_shape = None
+        self.tiling, self._stages = tiling, None
+        if tiling.tile_pixels == 0 or (tiling.tile_pixels is not None and stages_path(path).is_file()):
+            self._stages = LiteRTStages(stages_path(path), threads)
 
     def stylize(self, image: np.ndarray, strength: float = 1.0, preserve_color: bool = False) -> np.ndarray:
         """Stylizes one float32 [H, W, 3] image in [0, 255], with `FastStylizer`'s output options; the same shape."""
         from impasto.model.fast import apply_output_controls
 
-        stylized = self.run(image)[None]
+        from impasto.model.litert_tiling import litert_tiled_stylize
+
+        if self._stages is not None and self.tiling.applies_to(*image.shape[:2]):
+            stylized = litert_tiled_stylize(self._stages, image, self.tiling.tile_size)[None]
+        else:
+            stylized = self.run(image)[None]
         return apply_output_controls(stylized, image[None], strength, preserve_color)[0].numpy()
 
     def run(self, image: np.ndarray) -> np.ndarray:

@@ -63,20 +63,35 @@ class ConvLayer(tf.Module):
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """[N, H, W, C_in] -> [N, H / stride, W / stride, C_out]."""
-        x = reflect_pad(x, self.kernel.shape[0] // 2)
-        x = tf.nn.conv2d(x, self.kernel, strides=self.stride, padding="VALID") + self.bias
+        return self.finish(self.convolve(x))
+
+    def convolve(self, x: tf.Tensor) -> tf.Tensor:
+        """The padded convolution plus bias: [N, H, W, C_in] -> [N, H / stride, W / stride, C_out]."""
+        x = self.pad(x, self.kernel.shape[0] // 2)
+        return tf.nn.conv2d(x, self.kernel, strides=self.stride, padding="VALID") + self.bias
+
+    def finish(self, x: tf.Tensor) -> tf.Tensor:
+        """Instance norm (scale, offset) and ReLU of the conv output, as configured."""
         if self.normalize:
-            x = instance_norm(x) * self.scale + self.offset
+            x = self.scaled_norm(x)
         return tf.nn.relu(x) if self.relu else x
+
+    def pad(self, x: tf.Tensor, pad: int) -> tf.Tensor:
+        """Reflection padding by `pad` on each side of H and W."""
+        return reflect_pad(x, pad)
+
+    def scaled_norm(self, x: tf.Tensor) -> tf.Tensor:
+        """Instance norm of the conv output, then the layer's scale and offset: [N, H, W, C] -> the same."""
+        return instance_norm(x) * self.scale + self.offset
 
 
 class ResidualBlock(tf.Module):
-    """x + conv(conv(x)), both 3x3; ReLU after the first only."""
+    """x + conv(conv(x)), both 3x3; ReLU after the first only (`conv_layer`: `ConvLayer` or a form of it)."""
 
-    def __init__(self, weights: dict, prefix: str):
+    def __init__(self, weights: dict, prefix: str, conv_layer: type = ConvLayer):
         super().__init__()
-        self.first = ConvLayer(weights, f"{prefix}/first")
-        self.second = ConvLayer(weights, f"{prefix}/second", relu=False)
+        self.first = conv_layer(weights, f"{prefix}/first")
+        self.second = conv_layer(weights, f"{prefix}/second", relu=False)
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         return x + self.second(self.first(x))
@@ -85,9 +100,9 @@ class ResidualBlock(tf.Module):
 class UpsampleLayer(tf.Module):
     """Nearest-neighbour x2 resize, then a 3x3 `ConvLayer`: [N, H, W, C_in] -> [N, 2H, 2W, C_out]."""
 
-    def __init__(self, weights: dict, prefix: str):
+    def __init__(self, weights: dict, prefix: str, conv_layer: type = ConvLayer):
         super().__init__()
-        self.conv = ConvLayer(weights, f"{prefix}/conv")
+        self.conv = conv_layer(weights, f"{prefix}/conv")
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         return self.conv(tf.nn.depth_to_space(tf.concat([x, x, x, x], axis=-1), 2))  # Each pixel to a 2x2 block.
@@ -96,19 +111,26 @@ class UpsampleLayer(tf.Module):
 class ReferenceTransformer(tf.Module):
     """The transformer network from a `TransformerNet.weights_dict()`.
 
+    Args:
+        weights: ``{path: array}`` as `TransformerNet.weights_dict` names them.
+        conv_layer: the class of every conv layer: `ConvLayer`, or a subclass that computes
+            its padding, convolution or norm in another form (`impasto.export.litert_network`).
+        upsample_layer: the class of the decoder's layers, `UpsampleLayer` or a subclass.
+
     Raises:
         ValueError: the weights are not those of a transformer network.
     """
 
-    def __init__(self, weights: dict[str, np.ndarray], name: str = "reference_transformer"):
+    def __init__(self, weights: dict[str, np.ndarray], conv_layer: type = ConvLayer,
+                 upsample_layer: type = UpsampleLayer, name: str = "reference_transformer"):
         super().__init__(name=name)
         unused = dict(weights)
         try:
-            self.encoder = [ConvLayer(unused, "encoder/0"), ConvLayer(unused, "encoder/1", stride=2),
-                            ConvLayer(unused, "encoder/2", stride=2)]
-            self.residuals = [ResidualBlock(unused, f"residuals/{index}") for index in range(5)]
-            self.decoder = [UpsampleLayer(unused, "decoder/0"), UpsampleLayer(unused, "decoder/1")]
-            self.output_conv = ConvLayer(unused, "output_conv", normalize=False, relu=False)
+            self.encoder = [conv_layer(unused, "encoder/0"), conv_layer(unused, "encoder/1", stride=2),
+                            conv_layer(unused, "encoder/2", stride=2)]
+            self.residuals = [ResidualBlock(unused, f"residuals/{index}", conv_layer) for index in range(5)]
+            self.decoder = [upsample_layer(unused, f"decoder/{index}", conv_layer) for index in range(2)]
+            self.output_conv = conv_layer(unused, "output_conv", normalize=False, relu=False)
         except KeyError as missing:
             raise ValueError(f"not a transformer network's weights: no {missing}") from None
         if unused:

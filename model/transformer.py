@@ -79,7 +79,7 @@ def _reflect_pad(x: tf.Tensor, pad: int, phased: bool = False, valid=None) -> tf
     return _gather_pixels(x, rows[:, None], columns[None, :], phased)
 
 
-def _block_taps(block: int, kernel_size: int) -> np.ndarray:
+def block_taps(block: int, kernel_size: int) -> np.ndarray:
     """``T[phase, tap, k]`` = 1 where output pixel ``block * i + phase`` reads tap ``k`` of a stride-1
     kernel from input pixel ``block * i + tap`` (tap = phase + k), for a kernel over `block`-pixel blocks."""
     taps = -(-(kernel_size + block - 1) // block) * block
@@ -92,8 +92,8 @@ def _block_taps(block: int, kernel_size: int) -> np.ndarray:
 # Nearest x2 resize, reflection pad 1 and a 3x3 conv equal a 3x3 conv of the
 # small input, edge-padded by 1, with a kernel per output phase (sums of the
 # original taps): even outputs read small pixels i-1 (w0) and i (w1 + w2), odd
-# ones i (w0 + w1) and i+1 (w2). ``[phase, tap, k]`` as in `_block_taps`.
-_UPSAMPLE_TAPS = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
+# ones i (w0 + w1) and i+1 (w2). ``[phase, tap, k]`` as in `block_taps`.
+UPSAMPLE_TAPS = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],
                            [[0, 0, 0], [1, 1, 0], [0, 0, 1]]], np.float32)
 
 
@@ -145,7 +145,7 @@ class _Conv(tf.Module):
         rows, columns = tf.reshape(rows, [-1, 1, block, 1]), tf.reshape(columns, [1, -1, 1, block])
         x = _gather_pixels(x, rows, columns, phased)  # [N, (H + 2 pad) / b, (W + 2 pad) / b, b, b, C]
         x = tf.reshape(x, tf.concat([tf.shape(x)[:3], [block * block * channels_in]], 0))
-        taps = _block_taps(block, size)
+        taps = block_taps(block, size)
         blocks = taps.shape[1] // block
         kernel = tf.einsum("Rak,Cbl,klio->abioRC", taps, taps, self.kernel)
         kernel = tf.reshape(kernel, [blocks, block, blocks, block, channels_in, channels_out, block, block])
@@ -187,7 +187,7 @@ class _Upsample(tf.Module):
         rows = tf.clip_by_value(tf.range(-1, height + 1), 0, last_row)
         columns = tf.clip_by_value(tf.range(-1, width + 1), 0, last_column)
         x = _gather_pixels(x, rows[:, None], columns[None, :], phased)
-        kernel = tf.einsum("iak,jbl,klco->abcijo", _UPSAMPLE_TAPS, _UPSAMPLE_TAPS, self.conv.kernel)
+        kernel = tf.einsum("iak,jbl,klco->abcijo", UPSAMPLE_TAPS, UPSAMPLE_TAPS, self.conv.kernel)
         kernel = tf.reshape(kernel, [3, 3, channels_in, 4 * channels_out])
         return self.conv.convolve(x, kernel, bias_copies=4)
 

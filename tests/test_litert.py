@@ -12,8 +12,10 @@ from PIL import Image
 from conftest import REPO_ROOT, load_test_image
 from impasto.export import cli as export_cli
 from impasto.export import litert
+from impasto.export.litert_network import litert_network
 from impasto.model.files import atomic_write_bytes
 from impasto.model.litert_runtime import LiteRTStylizer
+from impasto.model.reference_transformer import ReferenceTransformer
 from impasto.model.transformer import TransformerNet
 
 IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
@@ -136,7 +138,8 @@ def test_export_cli_writes_the_variants_asked_for(tmp_path, capsys):
     out = tmp_path / "out"
     assert export_cli.run(["great_wave", "--format", "tflite", "--out", str(out), "--variants", "float16,int8"]) == 0
     assert sorted(path.name for path in out.iterdir()) == [
-        "great_wave-float16.json", "great_wave-float16.tflite", "great_wave-int8.json", "great_wave-int8.tflite"]
+        "great_wave-float16.json", "great_wave-float16.tflite", "great_wave-float16.tiles.tflite",
+        "great_wave-int8.json", "great_wave-int8.tflite", "great_wave-int8.tiles.tflite"]
     side = json.loads((out / "great_wave-int8.json").read_text())
     assert side["style"] == "great_wave" and side["source"] == "great_wave" and side["width"] == 0.5
     assert side["check"]["psnr_db"] >= 35.0 and side["check"]["photos"] == 8
@@ -210,12 +213,64 @@ def test_other_bad_tflite_files_exit_2_with_a_clear_message(tmp_path, data_dir, 
     assert not out.exists()
 
 
-def test_tiling_flags_with_a_tflite_file_exit_2(tmp_path, data_dir, capsys, tiny_export):
+def test_tiled_litert_run_equals_the_whole_image_run(tiny_export, tiny_network):
+    """Every tile normalized with the whole image's statistics: 4 x 5 tiles of 32 px give the untiled result."""
+    from impasto.model.litert_tiling import LiteRTStages, litert_tiled_stylize, stages_path
+
+    out_dir, results = tiny_export
+    model = out_dir / "tiny-float32.tflite"
+    assert results["float32"]["tiling_stages"]["file"] == stages_path(model).name == "tiny-float32.tiles.tflite"
+    photo = load_test_image("chelsea.png")[:128, :150]
+    whole = LiteRTStylizer(model).run(photo)
+    tiled = litert_tiled_stylize(LiteRTStages(stages_path(model)), photo, tile_size=32)
+    assert tiled.shape == photo.shape
+    assert np.abs(tiled - whole).max() < 0.05, np.abs(tiled - whole).max()
+    assert np.abs(tiled - tiny_network(photo[None])[0].numpy()).mean() <= 0.5
+
+
+def test_stylize_tiles_a_tflite_file_with_its_stages_and_refuses_without(tmp_path, data_dir, capsys, tiny_export):
     from impasto.model import cli as stylize_cli
 
     out_dir, _ = tiny_export
+    argv = [str(data_dir / "coffee.png"), "--tile", "32", "--no-progress"]
+    tiled, whole = tmp_path / "tiled.png", tmp_path / "whole.png"
+    assert stylize_cli.run(["--model", str(out_dir / "tiny-float16.tflite"), *argv, "--out", str(tiled)]) == 0
+    assert stylize_cli.run(["--model", str(out_dir / "tiny-float16.tflite"), *argv[:1], "--out", str(whole)]) == 0
+    difference = np.abs(np.asarray(Image.open(tiled), np.float32) - np.asarray(Image.open(whole), np.float32))
+    assert difference.mean() < 0.05 and difference.max() <= 1.0  # Rounding to 8 bits only.
+
+    alone = tmp_path / "alone.tflite"  # No tiling stages beside it.
+    alone.write_bytes((out_dir / "tiny-float16.tflite").read_bytes())
     out = tmp_path / "out.png"
-    argv = ["--model", str(out_dir / "tiny-float32.tflite"), str(data_dir / "coffee.png"), "--out", str(out)]
-    assert stylize_cli.run([*argv, "--tile", "64"]) == 2
-    assert "runs whole images only" in capsys.readouterr().err
+    assert stylize_cli.run(["--model", str(alone), *argv, "--out", str(out)]) == 2
+    assert f"{tmp_path / 'alone.tiles.tflite'}: no tiling-stages file" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("height, width", [(64, 96), (37, 50), (13, 22)])
+def test_conversion_form_equals_the_reference_network(height, width):
+    """`litert_network` (blocked first and last convs, sub-pixel upsampling, folded norms) against the plain
+    `ReferenceTransformer`, on random weights (every bias, scale and offset too) and a real photo."""
+    network = TransformerNet(width=0.25, seed=height)
+    rng = np.random.default_rng(height)
+    weights = {path: value + rng.normal(0.0, 0.3, value.shape) for path, value in network.weights_dict().items()}
+    photo = load_test_image("chelsea.png")[None, 20:20 + height, 30:30 + width]
+    plain = ReferenceTransformer(weights)(photo).numpy()
+    converted_form = litert_network(weights)(photo).numpy()
+    assert converted_form.shape == photo.shape
+    assert np.abs(converted_form - plain).max() < 0.01, np.abs(converted_form - plain).max()
+    assert plain.std() > 1.0
+
+
+def test_xnnpack_runs_every_conv_in_one_partition(tiny_models):
+    """An op XNNPACK does not take would split the network: all 16 conv kernels are inputs of one delegate node."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=tiny_models["float32"], num_threads=2)
+    interpreter.resize_tensor_input(0, [1, 128, 96, 3], strict=False)
+    interpreter.allocate_tensors()
+    operators = interpreter._get_ops_details()
+    kernels = {op["inputs"][1] for op in operators if op["op_name"] == "CONV_2D"}
+    assert len(kernels) == 16
+    partitions = [set(op["inputs"]) for op in operators if op["op_name"] == "DELEGATE"]
+    assert [kernels <= partition for partition in partitions].count(True) == 1, [len(kernels & p) for p in partitions]
