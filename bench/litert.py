@@ -22,6 +22,7 @@ Example:
 """
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -118,8 +119,8 @@ def run(args, work_dir: Path) -> dict:
         common.log(f"{side} px: timing {args.repeats} rounds ...")
         for _ in range(args.repeats):
             for variant, stylizer in stylizers.items():
-                samples[variant].append(common.time_call(lambda: stylizer.run(image)))
-            samples["tensorflow"].append(common.time_call(lambda: tensorflow(image)))
+                samples[variant].append(common.time_call(functools.partial(stylizer.run, image)))
+            samples["tensorflow"].append(common.time_call(functools.partial(tensorflow, image)))
         tensorflow_ms = 1000 * statistics.median(samples["tensorflow"])
         for variant in variants:
             figures[variant]["ms"] = 1000 * statistics.median(samples[variant])

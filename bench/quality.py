@@ -21,7 +21,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from impasto.model import image_io

@@ -30,6 +30,7 @@ Example:
 """
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -50,11 +51,12 @@ import tensorflow as tf  # noqa: E402
 from harness import REPO_ROOT, work_dir  # noqa: E402  (bench/harness.py)
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
-from conftest import ServerProcess  # noqa: E402  (tests/conftest.py, via harness)
 from impasto.export import keys  # noqa: E402
 from impasto.export.signatures import TARGETS  # noqa: E402
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES  # noqa: E402
 from impasto.model import image_io  # noqa: E402
+
+from conftest import ServerProcess  # noqa: E402  (tests/conftest.py, via harness)
 
 PHASES = ("startup", "first_request", "reload")
 BUNDLED = ("starry_night", "great_wave", "composition_viii", "the_night_cafe")
@@ -223,9 +225,10 @@ def first_request_figures(models_dir: Path, model: str, args, root: Path, label:
                 stub.Predict(request, timeout=600)
                 first = time.perf_counter() - began
                 windows.append((began, began + first))
-                steady = statistics.median(common.time_call(lambda: stub.Predict(request, timeout=600))
-                                           for _ in range(args.repeats))
-                sizes[str(side)] = {"first_ms": 1000 * first, "steady_ms": 1000 * steady, "first_over_steady": first / steady}
+                call = functools.partial(stub.Predict, request, timeout=600)
+                steady = statistics.median(common.time_call(call) for _ in range(args.repeats))
+                sizes[str(side)] = {"first_ms": 1000 * first, "steady_ms": 1000 * steady,
+                                    "first_over_steady": first / steady}
             time.sleep(2.0)
     finally:
         stop.set()

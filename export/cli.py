@@ -21,8 +21,8 @@ from pathlib import Path
 
 from impasto.export import exporter, litert, tfserving_config
 from impasto.export.signatures import CPU_TARGET, TARGETS, ServingConfig
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes
 from impasto.export.tfserving_config import BatchingConfig
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.model.image_io import DEFAULT_MAX_PIXELS

@@ -32,8 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from impasto import __version__
-from impasto.model import image_io
 from impasto.export.litert_network import TilingStages, litert_network
+from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_write_bytes
 from impasto.model.litert_runtime import INPUT_SHAPE, LiteRTStylizer
@@ -235,7 +235,7 @@ def export_litert(network: TransformerNet, metadata: dict, out_dir: str | os.Pat
             "check": {**check, "bound": variant.bound(), "photos": len(calibration_images),
                       "long_side": max(calibration_images[0].shape[:2]) if calibration_images else None},
             "impasto_version": __version__,
-            "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
         side["written"] = variant.meets_bound(check)
         if side["written"] and variant_name in TILING_VARIANTS:
@@ -253,7 +253,8 @@ def export_litert(network: TransformerNet, metadata: dict, out_dir: str | os.Pat
             side["reason"] = (f"PSNR {check['psnr_db']} dB, mean error {check['mean_abs_error']} against the "
                               f"TensorFlow network on the calibration photos misses the bound {variant.bound()}")
             report(f"not written: {model_path.name}: {side['reason']}")
-            for stale in (model_path, model_path.with_suffix(".json"), model_path.with_suffix(".tiles.tflite")):  # An earlier export's, which would mislead.
+            # An earlier export's files of this variant would mislead: remove them.
+            for stale in (model_path, model_path.with_suffix(".json"), model_path.with_suffix(".tiles.tflite")):
                 if stale.exists():
                     stale.unlink()
                     report(f"removed {stale}, from an earlier export")

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from impasto.model.instance_norm import EPSILON
 from impasto.model.reference_transformer import ConvLayer, ReferenceTransformer, UpsampleLayer
-from impasto.model.transformer import block_taps, UPSAMPLE_TAPS
+from impasto.model.transformer import UPSAMPLE_TAPS, block_taps
 
 MAX_CONCAT_INPUTS = 4
 """The most inputs of one CONCATENATION that XNNPACK delegates."""

@@ -5,6 +5,7 @@ file, an invalid flag value), 130 interrupted.
 """
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
@@ -49,10 +50,8 @@ def _use_xla_cache(serve_argv: list[str]) -> None:
 
     directory = xla.cache_dir_in(serve_argv)
     if directory:
-        try:
+        with contextlib.suppress(InvalidInputError):  # `impasto serve` reports it (exit 2) when it checks its flags.
             xla.use_compilation_cache(directory)
-        except InvalidInputError:
-            pass  # `impasto serve` reports it (exit 2) when it checks its flags.
 
 
 def main(argv: list[str] | None = None) -> int:

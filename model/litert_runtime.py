@@ -39,6 +39,7 @@ class LiteRTStylizer:
 
     def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS, tiling: Tiling = Tiling.never()):
         from ai_edge_litert.interpreter import Interpreter
+
         from impasto.model.litert_tiling import LiteRTStages, stages_path
 
         self.path = Path(path)
@@ -54,7 +55,8 @@ class LiteRTStylizer:
         types = [detail["dtype"] for detail in inputs + outputs]
         if len(inputs) != 1 or len(outputs) != 1 or set(shapes) != {INPUT_SHAPE} or set(types) != {np.float32}:
             raise InvalidInputError(f"{self.path}: not an impasto stylization network (inputs and outputs "
-                                    f"{shapes} {[t.__name__ for t in types]}; expected one float32 {list(INPUT_SHAPE)} each)")
+                                    f"{shapes} {[t.__name__ for t in types]}; "
+                                    f"expected one float32 {list(INPUT_SHAPE)} each)")
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
         self._allocated_shape = None
         self.tiling, self._stages = tiling, None
@@ -64,7 +66,6 @@ class LiteRTStylizer:
     def stylize(self, image: np.ndarray, strength: float = 1.0, preserve_color: bool = False) -> np.ndarray:
         """Stylizes one float32 [H, W, 3] image in [0, 255], with `FastStylizer`'s output options; the same shape."""
         from impasto.model.fast import apply_output_controls
-
         from impasto.model.litert_tiling import litert_tiled_stylize
 
         if self._stages is not None and self.tiling.applies_to(*image.shape[:2]):

@@ -30,10 +30,10 @@ def reflect_pad(x: tf.Tensor, pad: int) -> tf.Tensor:
     """``tf.pad(x, ..., mode="REFLECT")`` of [N, H, W, C] by `pad` (< H, W) on each side of H and W, by slices:
     rows ``pad, ..., 1``, the image, rows ``H - 2, ..., H - 1 - pad``, then the same for columns."""
     for axis in (1, 2):
-        def line(index: int) -> tf.Tensor:  # Row or column `index` (negative: from the end), kept as an axis.
-            return x[(slice(None),) * axis + (slice(index, index + 1),)]
-        x = tf.concat([line(index) for index in range(pad, 0, -1)] + [x] + [line(-index) for index in range(2, pad + 2)],
-                      axis=axis)
+        lead = (slice(None),) * axis  # x[lead + (slice(i, i + 1),)]: row or column i, kept as an axis.
+        before = [x[lead + (slice(index, index + 1),)] for index in range(pad, 0, -1)]
+        after = [x[lead + (slice(-index, -index + 1),)] for index in range(2, pad + 2)]
+        x = tf.concat(before + [x] + after, axis=axis)
     return x
 
 

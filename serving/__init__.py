@@ -14,7 +14,8 @@ Server, from the request inwards:
     tls          server TLS for both ports from one set of PEM files
     metrics      request counts and latency histograms (Prometheus text format)
     errors       refusals and their gRPC / HTTP status codes
-    memory       glibc malloc arenas bounded (one per core) before the first thread starts; free heap returned when ready
+    memory       glibc malloc arenas bounded (one per core) before the first thread starts; free heap
+                 returned when ready
     xla          the persistent XLA compilation cache, or XLA disabled as on a stock server
 
 Client:

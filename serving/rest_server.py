@@ -36,8 +36,14 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
-from impasto.serving.errors import (NotFoundError, RequestTooLargeError, ResourceExhaustedError, SignatureNotFoundError,
-                                   UnimplementedError, error_message, http_status)
+from impasto.serving.errors import (
+    NotFoundError,
+    ResourceExhaustedError,
+    SignatureNotFoundError,
+    UnimplementedError,
+    error_message,
+    http_status,
+)
 from impasto.serving.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from impasto.serving.predictor import Predictor, Target
 

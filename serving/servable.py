@@ -27,8 +27,7 @@ from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
 from impasto.serving.batching import Batcher
 from impasto.serving.config import BatchingOptions
-from impasto.serving.errors import (CancelledError, DeadlineExceededError, ModelError, SignatureNotFoundError,
-                                   grpc_code)
+from impasto.serving.errors import CancelledError, DeadlineExceededError, ModelError, SignatureNotFoundError, grpc_code
 from impasto.serving.session_model import SERVE_TAG, SessionModel
 from impasto.serving.tensors import Arrays
 

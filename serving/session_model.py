@@ -2,10 +2,11 @@
 
 A TF1 graph export (tf.compat.v1.saved_model.Builder) is imported into a
 `tf.compat.v1.Session` from its "serve" MetaGraph, and each signature runs as
-one session call that feeds and fetches the tensors its SignatureDef names. The session gets the request's tensors as they are: a
-signature input declared [-1, 1] may be fed [1], [3], [] or [2, 2], and the
-graph decides (half_plus_two answers y = [3.0] for x = [2.0]); what the graph
-refuses comes back with TensorFlow's status code.
+one session call that feeds and fetches the tensors its SignatureDef names.
+The session gets the request's tensors as they are: a signature input declared
+[-1, 1] may be fed [1], [3], [] or [2, 2], and the graph decides
+(half_plus_two answers y = [3.0] for x = [2.0]); what the graph refuses comes
+back with TensorFlow's status code.
 """
 
 import threading

@@ -235,7 +235,7 @@ def json_type_error(value, spec: tf.TensorSpec) -> str | None:
     dtype = spec.dtype
     for leaf in leaves:
         if dtype == tf.string:
-            fits = isinstance(leaf, str) or isinstance(leaf, dict)
+            fits = isinstance(leaf, str | dict)
         elif dtype == tf.bool:
             fits = isinstance(leaf, bool)
         elif dtype.is_floating:

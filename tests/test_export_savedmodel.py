@@ -16,7 +16,7 @@ from impasto.export.signatures import ServingConfig, StylizeModule
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, read_warmup_requests, replay
 from impasto.model import image_io
 
-from conftest import DATA_DIR, REPO_ROOT, XLA_WARMUP_SIZES
+from conftest import DATA_DIR, XLA_WARMUP_SIZES
 
 SIGNATURES = {keys.SERVING_DEFAULT, keys.SERVING_NOXLA, keys.STYLIZE_TENSOR, keys.STYLIZE_CONTROLS}
 _INPUTS = {

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT, load_test_image
 from impasto.export import cli as export_cli
 from impasto.export import litert
 from impasto.export.litert_network import litert_network
@@ -17,6 +16,8 @@ from impasto.model.files import atomic_write_bytes
 from impasto.model.litert_runtime import LiteRTStylizer
 from impasto.model.reference_transformer import ReferenceTransformer
 from impasto.model.transformer import TransformerNet
+
+from conftest import REPO_ROOT, load_test_image
 
 IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
 CALIBRATION_PHOTOS = REPO_ROOT / "data" / "samples" / "photos"

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import load_test_image
 from impasto.model.library import load_network
 from impasto.model.reference_transformer import ReferenceTransformer, reflect_pad
 from impasto.model.transformer import TransformerNet
+
+from conftest import load_test_image
 
 # (height, width): multiples of 4, odd and other sizes (edge-padded inside), and one under MIN_SIDE.
 SIZES = [(64, 96), (37, 50), (13, 22)]

@@ -114,7 +114,8 @@ def test_corrupt_image_is_invalid_argument_and_the_server_keeps_serving(stub, sm
 def test_bad_inputs_are_invalid_argument_in_tf_serving_words(stub, small_images):
     image = tf.make_tensor_proto([small_images["koala.png"]], dtype=tf.string)
     cases = [
-        ({keys.IMAGE_BYTES: tf.make_tensor_proto([1.0, 2.0])}, "", r"Expects arg\[0\] to be string but float is provided \(input 'image_bytes'\)"),
+        ({keys.IMAGE_BYTES: tf.make_tensor_proto([1.0, 2.0])}, "",
+         r"Expects arg\[0\] to be string but float is provided \(input 'image_bytes'\)"),
         ({"pixels": image}, "", r"Sent extra: \{pixels\}. Missing but required: \{image_bytes\}"),
         ({keys.IMAGE_BYTES: image, "extra": image}, "", r"Sent extra: \{extra\}"),
         ({keys.IMAGE_BYTES: tf.make_tensor_proto(np.array([], dtype=object), dtype=tf.string)}, "", "empty batch"),

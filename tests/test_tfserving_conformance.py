@@ -25,12 +25,17 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+import tfserving_models as models
 from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import (get_model_metadata_pb2, get_model_status_pb2, model_service_pb2_grpc,
-                                     predict_pb2, prediction_service_pb2_grpc)
+from tensorflow_serving.apis import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
-import tfserving_models as models
 from conftest import ServerProcess
 
 VERSION = models.VERSION
@@ -99,7 +104,8 @@ def server(model_dirs, start_server, tmp_path_factory) -> ServerProcess:
         _entry("tf_saved_model_save_multiple_signatures", model_dirs["tf_saved_model_save_multiple_signatures"]),
         _entry("keras_sequential", model_dirs["keras_sequential_saved_model_save"]),
         _entry("keras_distributed", model_dirs["keras_distributed_saved_model_save"])))
-    (folder / "monitoring.config").write_text('prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }')
+    (folder / "monitoring.config").write_text(
+        'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }')
     process = start_server(["--model_config_file", config, "--model_root", model_dirs["root"].parent,
                             "--monitoring_config_file", folder / "monitoring.config",
                             "--grpc_socket_path", folder / "grpc.sock", "--file_system_poll_wait_seconds", "0"])
@@ -599,7 +605,8 @@ def test_rest_predict(server):
     """Predict: latest version, a version, a label, an explicit signature, columnar inputs."""
     cases = [(f"/v1/models/{LABELLED}:predict", {"instances": [[1.0, 2.0], [3.0, 4.0]]},
               {"predictions": [[2.5, 3.0], [3.5, 4.0]]}),
-             (f"/v1/models/{LABELLED}/versions/{VERSION}:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
+             (f"/v1/models/{LABELLED}/versions/{VERSION}:predict", {"instances": [1.0, 2.0]},
+              {"predictions": [2.5, 3.0]}),
              (f"/v1/models/{LABELLED}/labels/{LABEL}:predict", {"instances": [1.0, 2.0]}, {"predictions": [2.5, 3.0]}),
              (f"/v1/models/{LABELLED}/versions/{VERSION}:predict",
               {"signature_name": "serving_default", "instances": [3.0, 4.0]}, {"predictions": [3.5, 4.0]}),

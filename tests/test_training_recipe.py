@@ -8,13 +8,14 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from conftest import load_test_image
 from impasto.model.errors import InvalidInputError
 from impasto.model.library import load_network
 from impasto.training import data
 from impasto.training.config import TrainConfig
 from impasto.training.schedule import learning_rate_at
 from impasto.training.trainer import Trainer
+
+from conftest import load_test_image
 
 
 def test_constant_schedule_warms_up_linearly_then_holds_the_peak():

@@ -298,7 +298,8 @@ class Trainer:
         """Writes ``bundle.npz``/``bundle.json``: the trained network in compact float16 form."""
         metadata = self._saved_metadata()
         segments = metadata.get("segments", [])
-        metadata.update(steps=metadata.get("steps_before", 0) + result.steps, images_per_second=round(result.images_per_second, 3),
+        metadata.update(steps=metadata.get("steps_before", 0) + result.steps,
+                        images_per_second=round(result.images_per_second, 3),
                         wall_seconds=round(result.wall_seconds, 1),
                         total_wall_seconds=round(sum(s.get("wall_seconds") or 0.0 for s in segments), 1))
         write_bundle(self.network, metadata, self.run_dir / "bundle.npz")
