@@ -15,6 +15,8 @@ SUBCOMMANDS = {
     "export": ("impasto.export.cli", "Export a trained model as a TensorFlow Serving SavedModel."),
     "serve": ("impasto.serving.server_cli", "Serve exported models over gRPC and REST, like tensorflow_model_server."),
     "client": ("impasto.serving.client_cli", "Stylize files through a running server."),
+    "batch": ("impasto.batch.cli", "Stylize a whole collection on Apache Beam (resumable, any runner)."),
+    "prepare-data": ("impasto.training.prepare_cli", "Decode and resize training photos into TFRecord shards (Beam)."),
 }
 EXIT_BAD_INPUT = 2
 
