@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.io import fileio
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
@@ -145,7 +146,7 @@ class ReadAndDecode(beam.DoFn):
     def process(self, item: WorkItem):
         started = time.perf_counter()
         try:
-            image = image_io.decode_image_bytes(paths.read_bytes(item.input), self.job.max_pixels, what=item.input)
+            image = decode_input(item.input, self.job.max_pixels)
         except InvalidInputError as error:
             yield beam.pvalue.TaggedOutput(DEAD, {"input": item.input, "model": None, "reason": str(error)})
             return
@@ -178,13 +179,35 @@ def _tag(kind: str):
     return lambda value: (kind, value)
 
 
+def match_inputs(pipeline: beam.Pipeline, text: str) -> beam.PCollection:
+    """The input files an --input value names (a folder: its image files), as paths."""
+    pattern, base, folder = paths.input_pattern(text)
+    return (pipeline
+            | "Match" >> fileio.MatchFiles(pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
+            | "Paths" >> beam.Map(lambda metadata: metadata.path)
+            | "Images" >> beam.Filter(lambda path: not folder or paths.wanted_in_folder(paths.relative_path(path, base))))
+
+
+def decode_input(path: str, max_pixels: int) -> np.ndarray:
+    """Reads and decodes one input file: float32 [H, W, 3] in [0, 255].
+
+    Raises:
+        InvalidInputError: unreadable, not an accepted image, or over `max_pixels`.
+    """
+    return image_io.decode_image_bytes(paths.read_bytes(path), max_pixels, what=path)
+
+
+def check_input_matches(text: str) -> None:
+    """Raises InvalidInputError when an --input value matches no file."""
+    pattern, _, _ = paths.input_pattern(text)
+    if not paths.matches_any(pattern):
+        raise InvalidInputError(f"--input {text}: no file matches {pattern}")
+
+
 def build(pipeline: beam.Pipeline, job: BatchJob, handler: StylizeModelHandler) -> None:
     """Adds the batch job's transforms to `pipeline`."""
-    pattern, base, folder = paths.input_pattern(job.input)
-    inputs = (pipeline
-              | "Match" >> fileio.MatchFiles(pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
-              | "Paths" >> beam.Map(lambda metadata: metadata.path)
-              | "Images" >> beam.Filter(lambda path: not folder or paths.wanted_in_folder(paths.relative_path(path, base)))
+    _, base, _ = paths.input_pattern(job.input)
+    inputs = (match_inputs(pipeline, job.input)
               | "KeyInputs" >> beam.Map(lambda path: (_output_stem(paths.relative_path(path, base)), ("input", path))))
     earlier = []
     for kind in (records.MANIFEST, records.DEAD_LETTER):
@@ -280,9 +303,7 @@ def run_batch(job: BatchJob, beam_args: list[str] = ()) -> BatchSummary:
     Raises:
         InvalidInputError: the input matches no file.
     """
-    pattern, _, _ = paths.input_pattern(job.input)
-    if not paths.matches_any(pattern):
-        raise InvalidInputError(f"--input {job.input}: no file matches {pattern}")
+    check_input_matches(job.input)
     remove_stale_temporaries(job.output_dir)
     skipped_run = everything_recorded(job)
     if not skipped_run:

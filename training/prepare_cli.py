@@ -1,0 +1,42 @@
+"""`impasto prepare-data`: decode and resize training photos into TFRecord shards, on Apache Beam.
+
+Writes PREFIX-SSSSS-of-NNNNN.tfrecord (train on them with `impasto train --data
+'PREFIX-*.tfrecord'`) and PREFIX-dead_letter.jsonl (files that could not be
+decoded, with the reason). Arguments after `--` are Beam pipeline options
+(default: the DirectRunner on every core; see docs/batch.md).
+"""
+
+import argparse
+import sys
+
+from impasto.batch.cli import split_beam_args
+from impasto.model import image_io
+from impasto.model.cli_errors import EXIT_OK, reports_errors
+from impasto.training.prepare import DEAD, PrepareJob, run_prepare
+from impasto.training.records import RECORD_SUFFIX
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="impasto prepare-data", description=__doc__.split("\n\n")[0],
+                                     usage="%(prog)s --input GLOB --output PREFIX --shards N [--size 256] "
+                                           "[-- BEAM_PIPELINE_OPTIONS]")
+    parser.add_argument("--input", required=True, help="a folder of photos, or a Beam glob ('coco/**/*.jpg')")
+    parser.add_argument("--output", required=True, help="shard prefix (local, gs://, s3://)")
+    parser.add_argument("--shards", type=int, required=True, help="number of shards: at least one per training worker")
+    parser.add_argument("--size", type=int, default=256,
+                        help="shrink photos whose short side is longer to this (default 256, the training crop size)")
+    parser.add_argument("--max-pixels", type=int, default=image_io.DEFAULT_MAX_PIXELS,
+                        help="dead-letter photos whose header claims more pixels (default %(default)s)")
+    return parser
+
+
+@reports_errors
+def run(argv: list[str]) -> int:
+    own, beam_args = split_beam_args(argv)
+    args = build_parser().parse_args(own)
+    job = PrepareJob(input=args.input, output_prefix=args.output, shards=args.shards, size=args.size,
+                     max_pixels=args.max_pixels)
+    run_prepare(job, beam_args)
+    print(f"wrote {args.output}-*{RECORD_SUFFIX} ({args.shards} shards); bad files in {args.output}-{DEAD}.jsonl",
+          file=sys.stderr)
+    return EXIT_OK
