@@ -64,11 +64,3 @@ def load_stylizer(name_or_path: str) -> SavedModelStylizer | NetworkStylizer:
     if version_dir is not None:
         return SavedModelStylizer(version_dir)
     return NetworkStylizer(name_or_path)
-
-
-def model_label(name_or_path: str) -> str:
-    """How outputs and the manifest name a model: a bundled name as is, a path by its last component."""
-    path = Path(name_or_path.rstrip("/"))
-    if path.name.isdigit() or path.stem == "bundle":  # A SavedModel version, a training run's bundle.
-        path = path.parent
-    return (path.stem if path.suffix == ".npz" else path.name) or name_or_path

@@ -16,6 +16,7 @@ import os
 import random
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
@@ -25,7 +26,6 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from impasto.batch import paths, records
 from impasto.batch.handler import StylizeModelHandler, StylizeRequest
-from impasto.batch.models import model_label
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 
@@ -34,6 +34,14 @@ FORMATS = {"png": "PNG", "jpg": "JPEG"}
 DEAD = "dead_letter"
 WRITE_DELAY_ENV = "IMPASTO_BATCH_WRITE_DELAY"
 """Seconds to wait after each output is written: tests use it to kill a job midway."""
+
+
+def model_label(name_or_path: str) -> str:
+    """How outputs and the manifest name a model: a bundled name as is, a path by its last component."""
+    path = Path(name_or_path.rstrip("/"))
+    if path.name.isdigit() or path.stem == "bundle":  # A SavedModel version, a training run's bundle.
+        path = path.parent
+    return (path.stem if path.suffix == ".npz" else path.name) or name_or_path
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "prepare-data": ("impasto.training.prepare_cli", "Decode and resize training photos into TFRecord shards (Beam)."),
 }
 EXIT_BAD_INPUT = 2
+WITHOUT_TENSORFLOW = {"batch"}
+"""Commands that start no TensorFlow themselves (Beam's workers do): a finished batch resumes in seconds."""
 
 
 def _import_tensorflow_quietly() -> None:
@@ -65,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         from impasto.serving.memory import tune_malloc
 
         tune_malloc()
-    _import_tensorflow_quietly()
+    if argv[0] not in WITHOUT_TENSORFLOW:
+        _import_tensorflow_quietly()
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     try:
         return module.run(argv[1:])
