@@ -16,12 +16,23 @@ from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="impasto batch", description=__doc__.split("\n\n")[0],
-                                     usage="%(prog)s --input GLOB --output DIR --model NAME[,NAME...] [options] "
-                                           "[-- BEAM_PIPELINE_OPTIONS]")
+def beam_command_parser(prog: str, doc: str, usage: str, output_help: str) -> argparse.ArgumentParser:
+    """A parser for a Beam command: its --input and --output, BEAM_PIPELINE_OPTIONS after ``--`` in the usage."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0],
+                                     usage=f"%(prog)s {usage} [-- BEAM_PIPELINE_OPTIONS]")
     parser.add_argument("--input", required=True, help="a folder, or a Beam glob ('photos/**/*.jpg'; ** spans folders)")
-    parser.add_argument("--output", required=True, help="output folder (local, gs://, s3://)")
+    parser.add_argument("--output", required=True, help=f"{output_help} (local, gs://, s3://)")
+    return parser
+
+
+def add_max_pixels(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-pixels", type=int, default=image_io.DEFAULT_MAX_PIXELS,
+                        help="dead-letter inputs whose header claims more pixels (default %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = beam_command_parser("impasto batch", __doc__, "--input GLOB --output DIR --model NAME[,NAME...] [options]",
+                                 "output folder")
     parser.add_argument("--model", required=True,
                         help="comma-separated: bundled names, training run directories, .npz bundles, SavedModels")
     parser.add_argument("--assign", choices=ASSIGN_MODES, default="each",
@@ -29,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=int, help="resize each input to this long side (default: its own size)")
     parser.add_argument("--format", choices=sorted(FORMATS), default="png", help="output format (default png)")
     parser.add_argument("--seed", type=int, default=0, help="seed of --assign random")
-    parser.add_argument("--max-pixels", type=int, default=image_io.DEFAULT_MAX_PIXELS,
-                        help="dead-letter inputs whose header claims more pixels (default %(default)s)")
+    add_max_pixels(parser)
     parser.add_argument("--flush-seconds", type=float, default=5.0,
                         help="how often each worker records progress: the most work a killed job loses (default 5)")
     return parser

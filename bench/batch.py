@@ -105,7 +105,7 @@ def run_timed(command: list[str], log_path: Path) -> float:
     return wall
 
 
-def run_client(inputs: Path, out: Path, work: Path, model: str, concurrency: int, count: int) -> dict:
+def run_client(inputs: Path, out: Path, work: Path, model: str, concurrency: int, count: int, size: int) -> dict:
     import load  # bench/load.py: starts `impasto serve` and waits until it serves.
 
     from impasto.export.exporter import export_model
@@ -113,7 +113,10 @@ def run_client(inputs: Path, out: Path, work: Path, model: str, concurrency: int
     from impasto.model.library import load_network
 
     network, metadata = load_network(model)
-    export_model(network, metadata, work / "models" / "bench", 1, ServingConfig(jit_compile=False))
+    ladder = tuple(sorted({max(16, round(size * fraction / 4) * 4) for fraction in (0.5, 0.75, 1.0)}))
+    # Buckets up to the photos' size only (the server warms each up as it loads); no XLA, slower on CPU.
+    export_model(network, metadata, work / "models" / "bench", 1,
+                 ServingConfig(max_side=ladder[-1], ladder=ladder, jit_compile=False))
     process, target = load.start_server(work / "models" / "bench", "bench", None, work / "serve.log")
     try:
         warm = work / "warm"
@@ -151,7 +154,8 @@ def main() -> None:
             figures["resume"]["over_full"] = figures["resume"]["seconds"] / wall
         if "client" not in skip:
             common.log(f"client: impasto client --concurrency {args.concurrency} against impasto serve ...")
-            figures["client"] = run_client(inputs, work / "client", work, args.model, args.concurrency, args.photos)
+            figures["client"] = run_client(inputs, work / "client", work, args.model, args.concurrency, args.photos,
+                                           args.size)
         if "loop" in figures:
             loop_rate = figures["loop"]["images_per_second"]
             for name in ("batch", "client"):

@@ -9,24 +9,19 @@ decoded, with the reason). Arguments after `--` are Beam pipeline options
 import argparse
 import sys
 
-from impasto.batch.cli import split_beam_args
-from impasto.model import image_io
+from impasto.batch.cli import add_max_pixels, beam_command_parser, split_beam_args
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.training.prepare import DEAD, PrepareJob, run_prepare
 from impasto.training.records import RECORD_SUFFIX
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="impasto prepare-data", description=__doc__.split("\n\n")[0],
-                                     usage="%(prog)s --input GLOB --output PREFIX --shards N [--size 256] "
-                                           "[-- BEAM_PIPELINE_OPTIONS]")
-    parser.add_argument("--input", required=True, help="a folder of photos, or a Beam glob ('coco/**/*.jpg')")
-    parser.add_argument("--output", required=True, help="shard prefix (local, gs://, s3://)")
+    parser = beam_command_parser("impasto prepare-data", __doc__, "--input GLOB --output PREFIX --shards N [--size 256]",
+                                 "shard prefix")
     parser.add_argument("--shards", type=int, required=True, help="number of shards: at least one per training worker")
     parser.add_argument("--size", type=int, default=256,
                         help="shrink photos whose short side is longer to this (default 256, the training crop size)")
-    parser.add_argument("--max-pixels", type=int, default=image_io.DEFAULT_MAX_PIXELS,
-                        help="dead-letter photos whose header claims more pixels (default %(default)s)")
+    add_max_pixels(parser)
     return parser
 
 
