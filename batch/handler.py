@@ -1,7 +1,6 @@
 """The Beam `ModelHandler` of `impasto batch`: every worker loads the models once and stylizes batches."""
 
 import dataclasses
-import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -62,7 +61,6 @@ class StylizeModelHandler(ModelHandler[StylizeRequest, PredictionResult, LoadedM
         from impasto.batch.models import load_stylizer
 
         if self.intra_op_threads:
-            os.environ.setdefault("OMP_NUM_THREADS", str(self.intra_op_threads))
             try:
                 tf.config.threading.set_intra_op_parallelism_threads(self.intra_op_threads)
                 tf.config.threading.set_inter_op_parallelism_threads(self.intra_op_threads)

@@ -30,17 +30,16 @@ def is_local(path: str) -> bool:
 def input_pattern(text: str) -> tuple[str, str, bool]:
     """Turns an --input value into a Beam glob, the base its relative paths start from, and folder mode.
 
-    A folder ``DIR`` becomes ``DIR/**`` (only image files are kept, hidden ones skipped);
+    A folder ``DIR`` (on an object store: ``scheme://bucket/DIR/``, with the slash) becomes ``DIR/**``
+    (only image files are kept, hidden ones skipped);
     a glob's base is its longest leading path without a wildcard (``photos/**/*.jpg`` -> ``photos``).
 
     Returns:
         (pattern, base, is_folder).
     """
-    text = text.rstrip("/") or "/"
-    if not _WILDCARD.search(text) and is_local(text) and os.path.isdir(text):
-        return join(text, "**"), text, True
-    if not _WILDCARD.search(text) and not is_local(text) and text.endswith("/"):
-        return join(text, "**"), text, True
+    folder = text.rstrip("/") or "/"
+    if not _WILDCARD.search(text) and (os.path.isdir(folder) if is_local(text) else text.endswith("/")):
+        return join(folder, "**"), folder, True
     head = _WILDCARD.split(text, maxsplit=1)[0]
     base = head.rsplit("/", 1)[0] if "/" in head else ""
     return text, base, False
@@ -64,7 +63,9 @@ def wanted_in_folder(relative: str) -> bool:
 
 def join(base: str, *parts: str) -> str:
     """Joins path parts for local and remote filesystems alike."""
-    return FileSystems.join(base, *parts) if parts else base
+    if is_local(base):
+        return os.path.join(base, *parts)
+    return "/".join([base.rstrip("/"), *parts])  # Object stores: '/'-separated keys, whatever the client installed.
 
 
 def match(pattern: str) -> list[str]:

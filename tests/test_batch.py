@@ -162,6 +162,8 @@ def test_inputs_with_the_same_output_name_keep_their_suffix(tmp_path, data_dir):
 def test_input_patterns_and_relative_paths(tmp_path):
     assert paths.input_pattern(str(tmp_path)) == (f"{tmp_path}/**", str(tmp_path), True)
     assert paths.input_pattern("gs://bucket/photos/**/*.jpg") == ("gs://bucket/photos/**/*.jpg", "gs://bucket/photos", False)
+    assert paths.input_pattern("gs://bucket/photos/") == ("gs://bucket/photos/**", "gs://bucket/photos", True)
+    assert paths.input_pattern("photos/a.jpg") == ("photos/a.jpg", "photos", False)
     assert paths.relative_path("gs://bucket/photos/a/b.jpg", "gs://bucket/photos") == "a/b.jpg"
     assert paths.wanted_in_folder("a/b.JPG") and not paths.wanted_in_folder("a/.b.png.123.tmp")
     assert not paths.wanted_in_folder(".hidden/b.png") and not paths.wanted_in_folder("notes.txt")
