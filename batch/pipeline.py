@@ -31,7 +31,6 @@ from impasto.model.errors import InvalidInputError
 
 ASSIGN_MODES = ("each", "random", "hash")
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
-DEAD = "dead_letter"
 WRITE_DELAY_ENV = "IMPASTO_BATCH_WRITE_DELAY"
 """Seconds to wait after each output is written: tests use it to kill a job midway."""
 
@@ -156,7 +155,8 @@ class ReadAndDecode(beam.DoFn):
         try:
             image = decode_input(item.input, self.job.max_pixels)
         except InvalidInputError as error:
-            yield beam.pvalue.TaggedOutput(DEAD, {"input": item.input, "model": None, "reason": str(error)})
+            dead_letter = {"input": item.input, "model": None, "reason": str(error)}
+            yield beam.pvalue.TaggedOutput(records.DEAD_LETTER, dead_letter)
             return
         if self.job.size:
             image = image_io.resize_long_side(image, self.job.size)
@@ -229,14 +229,13 @@ def build(pipeline: beam.Pipeline, job: BatchJob, handler: StylizeModelHandler) 
             | "Join" >> beam.Flatten()
             | "ByOutputName" >> beam.GroupByKey()
             | "Plan" >> beam.FlatMap(lambda group: plan(job, base, group)))
-    decoded = work | "ReadAndDecode" >> beam.ParDo(ReadAndDecode(job)).with_outputs(DEAD, main="images")
+    decoded = work | "ReadAndDecode" >> beam.ParDo(ReadAndDecode(job)).with_outputs(records.DEAD_LETTER,
+                                                                                     main="images")
     manifest = (decoded.images
                 | "Stylize" >> RunInference(handler)
                 | "EncodeAndWrite" >> beam.ParDo(EncodeAndWrite(job)))
-    manifest | "RecordManifest" >> beam.ParDo(records.WriteRecordParts(job.output_dir, records.MANIFEST,
-                                                                       job.flush_seconds))
-    decoded[DEAD] | "RecordDeadLetters" >> beam.ParDo(records.WriteRecordParts(job.output_dir, records.DEAD_LETTER,
-                                                                              job.flush_seconds))
+    for kind, found in ((records.MANIFEST, manifest), (records.DEAD_LETTER, decoded[records.DEAD_LETTER])):
+        found | f"Record{kind}" >> beam.ParDo(records.WriteRecordParts(job.output_dir, kind, job.flush_seconds))
 
 
 def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, int | None]:
@@ -284,11 +283,10 @@ def everything_recorded(job: BatchJob) -> bool:
     if not paths.exists(records.final_path(job.output_dir, records.MANIFEST)):
         return False
     pattern, base, folder = paths.input_pattern(job.input)
-    done, dead = set(), set()
-    for record in [r for path in records.record_files(job.output_dir, records.MANIFEST) for r in records.read_records(path)]:
-        done.add(records.record_key(record))
-    for path in records.record_files(job.output_dir, records.DEAD_LETTER):
-        dead.update(record["input"] for record in records.read_records(path))
+    done = {records.record_key(record) for path in records.record_files(job.output_dir, records.MANIFEST)
+            for record in records.read_records(path)}
+    dead = {record["input"] for path in records.record_files(job.output_dir, records.DEAD_LETTER)
+            for record in records.read_records(path)}
     for path in paths.match(pattern):
         relative = paths.relative_path(path, base)
         if folder and not paths.wanted_in_folder(relative):

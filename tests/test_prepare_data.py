@@ -81,3 +81,30 @@ def test_train_runs_on_the_shards(shards, tmp_path, data_dir, tiny_vgg_file):
     assert run(argv) == 0
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
     assert run([*argv[:3], str(tmp_path / "none-*.tfrecord"), *argv[4:]]) == 2
+
+
+@pytest.mark.slow
+def test_train_on_the_shards_with_two_workers(shards, tmp_path, data_dir, tiny_vgg_file):
+    """MultiWorkerMirroredStrategy over TF_CONFIG on loopback: both workers train on their own shards, in step."""
+    import os
+    import subprocess
+    import sys
+
+    from test_training import _free_ports
+
+    _, prefix = shards
+    workers = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    processes = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}})
+        command = [sys.executable, "-m", "impasto.cli", "train", "--style", str(data_dir / "great_wave.png"),
+                   "--data", f"{prefix}-*.tfrecord", "--out", str(tmp_path / "run"), "--preset", "tiny",
+                   "--steps", "2", "--image-size", "16", "--vgg-weights", str(tiny_vgg_file), "--no-progress"]
+        processes.append(subprocess.Popen(command, env=dict(os.environ, TF_CONFIG=tf_config), stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+    outputs = [process.communicate(timeout=600) for process in processes]
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    summaries = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
+    assert [s["steps"] for s in summaries] == [2, 2]
+    assert summaries[0]["loss"] == pytest.approx(summaries[1]["loss"], rel=1e-5)  # One model, gradients all-reduced.

@@ -14,11 +14,10 @@ from dataclasses import dataclass
 import apache_beam as beam
 
 from impasto.batch.pipeline import check_input_matches, decode_input, match_inputs, pipeline_options
+from impasto.batch.records import DEAD_LETTER
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 from impasto.training import records
-
-DEAD = "dead_letter"
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class DecodeToRecord(beam.DoFn):
         try:
             image = shrink_short_side(decode_input(path, self.job.max_pixels), self.job.size)
         except InvalidInputError as error:
-            yield beam.pvalue.TaggedOutput(DEAD, json.dumps({"input": path, "reason": str(error)}))
+            yield beam.pvalue.TaggedOutput(DEAD_LETTER, json.dumps({"input": path, "reason": str(error)}))
             return
         png = image_io.encode_image(image, "PNG")
         yield records.encode_record(png, image.shape[0], image.shape[1], path)
@@ -74,11 +73,11 @@ def build(pipeline: beam.Pipeline, job: PrepareJob) -> None:
     """Adds the job's transforms to `pipeline`."""
     decoded = (match_inputs(pipeline, job.input)
                | "Spread" >> beam.Reshuffle()
-               | "Decode" >> beam.ParDo(DecodeToRecord(job)).with_outputs(DEAD, main="records"))
-    decoded.records | "WriteShards" >> beam.io.WriteToTFRecord(job.output_prefix, file_name_suffix=records.RECORD_SUFFIX,
-                                                              num_shards=job.shards)
-    decoded[DEAD] | "WriteDeadLetters" >> beam.io.WriteToText(f"{job.output_prefix}-{DEAD}", file_name_suffix=".jsonl",
-                                                              shard_name_template="")
+               | "Decode" >> beam.ParDo(DecodeToRecord(job)).with_outputs(DEAD_LETTER, main="records"))
+    decoded.records | "WriteShards" >> beam.io.WriteToTFRecord(job.output_prefix, num_shards=job.shards,
+                                                              file_name_suffix=records.RECORD_SUFFIX)
+    decoded[DEAD_LETTER] | "WriteDeadLetters" >> beam.io.WriteToText(
+        f"{job.output_prefix}-{DEAD_LETTER}", file_name_suffix=".jsonl", shard_name_template="")
 
 
 def run_prepare(job: PrepareJob, beam_args: list[str] = ()) -> None:

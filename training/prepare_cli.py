@@ -11,7 +11,8 @@ import sys
 
 from impasto.batch.cli import add_max_pixels, beam_command_parser, split_beam_args
 from impasto.model.cli_errors import EXIT_OK, reports_errors
-from impasto.training.prepare import DEAD, PrepareJob, run_prepare
+from impasto.batch.records import DEAD_LETTER
+from impasto.training.prepare import PrepareJob, run_prepare
 from impasto.training.records import RECORD_SUFFIX
 
 
@@ -32,6 +33,6 @@ def run(argv: list[str]) -> int:
     job = PrepareJob(input=args.input, output_prefix=args.output, shards=args.shards, size=args.size,
                      max_pixels=args.max_pixels)
     run_prepare(job, beam_args)
-    print(f"wrote {args.output}-*{RECORD_SUFFIX} ({args.shards} shards); bad files in {args.output}-{DEAD}.jsonl",
-          file=sys.stderr)
+    print(f"wrote {args.output}-*{RECORD_SUFFIX} ({args.shards} shards); "
+          f"bad files in {args.output}-{DEAD_LETTER}.jsonl", file=sys.stderr)
     return EXIT_OK
