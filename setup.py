@@ -5,7 +5,7 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).parent
-CODE_FOLDERS = ("model", "training", "serving", "export")
+CODE_FOLDERS = ("model", "training", "serving", "export", "batch")
 
 
 def _requirements(name: str) -> list[str]:

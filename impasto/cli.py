@@ -18,7 +18,11 @@ SUBCOMMANDS = {
     "export": ("impasto.export.cli", "Export a trained model for TensorFlow Serving or as LiteRT (.tflite) files."),
     "serve": ("impasto.serving.server_cli", "Serve exported models over gRPC and REST, like tensorflow_model_server."),
     "client": ("impasto.serving.client_cli", "Stylize files through a running server."),
+    "batch": ("impasto.batch.cli", "Stylize a whole collection on Apache Beam (resumable, any runner)."),
+    "prepare-data": ("impasto.training.prepare_cli", "Decode and resize training photos into TFRecord shards (Beam)."),
 }
+WITHOUT_TENSORFLOW = {"batch"}
+"""Commands that start no TensorFlow themselves (Beam's workers do): a finished batch resumes in seconds."""
 
 
 def _import_tensorflow_quietly() -> None:
@@ -77,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
         tune_malloc()
         _use_xla_cache(argv[1:])
-    _import_tensorflow_quietly()
+    if argv[0] not in WITHOUT_TENSORFLOW:
+        _import_tensorflow_quietly()
     module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
     try:
         return module.run(argv[1:])

@@ -10,7 +10,7 @@ from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.model.weights import load_vgg_weights
-from impasto.training import data
+from impasto.training import data, records
 from impasto.training.config import PRESETS, TrainConfig, preset
 from impasto.training.schedule import SCHEDULES
 from impasto.training.trainer import Trainer, TrainingDiverged
@@ -19,7 +19,8 @@ from impasto.training.trainer import Trainer, TrainingDiverged
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="impasto train", description=__doc__)
     parser.add_argument("--style", required=True, help="the style painting (image file)")
-    parser.add_argument("--data", required=True, help="folder of training photos, read recursively (jpg/png/webp)")
+    parser.add_argument("--data", required=True, help="folder of training photos, read recursively (jpg/png/webp), "
+                                                      "or TFRecord shards of impasto prepare-data: 'PREFIX-*.tfrecord'")
     parser.add_argument("--out", required=True, help="run directory: checkpoints, logs, model.json; resumes if present")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="base settings (default: paper)")
     parser.add_argument("--steps", type=int, help="total training steps")
@@ -68,11 +69,15 @@ def run(argv: list[str]) -> int:
     if config.warmup_steps < 0 or not 0.0 <= config.final_lr_fraction <= 1.0:
         raise InvalidInputError("--warmup-steps must be at least 0 and --final-lr-fraction between 0 and 1")
     style_image = image_io.load_image(args.style)
-    photos, validation = data.split_validation(data.list_photos(args.data), config.validation_photos)
+    if records.is_record_pattern(args.data):  # Shards are decoded and resized already; no photo is held out.
+        photos, validation, record_files = [], [], records.shard_files(args.data)
+    else:
+        photos, validation = data.split_validation(data.list_photos(args.data), config.validation_photos)
+        record_files = []
     trainer = Trainer(config, style_image, args.out, vgg_weights=load_vgg_weights(args.vgg_weights),
                       style_name=Path(args.style).stem, init_from=args.init_from)
     try:
-        result = trainer.train(photos, validation, show_progress=not args.no_progress)
+        result = trainer.train(photos, validation, show_progress=not args.no_progress, record_files=record_files)
     except TrainingDiverged as error:
         print(f"impasto: error: {error}", file=sys.stderr)
         return EXIT_FAILURE

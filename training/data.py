@@ -137,12 +137,16 @@ def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, s
     decoder = _decoder(skipped, len(set(photos)), max_pixels)
     images = paths.repeat().map(decoder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     images = images.filter(_decoded_ok).map(_drop_flag)
+    return random_crops(images, size, seed).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def random_crops(images: tf.data.Dataset, size: int, seed: int) -> tf.data.Dataset:
+    """float32 [H, W, 3] images -> float32 [size, size, 3] random crops and flips (`random_crop`), seeded."""
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    crops = tf.data.Dataset.zip(images, seeds).map(
+    return tf.data.Dataset.zip(images, seeds).map(
         lambda image, pair: random_crop(image, size, tf.cast(pair % (2**31 - 1), tf.int32)),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
-    return crops.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def validation_batch(photos: list[str], size: int, max_pixels: int = TrainConfig.max_pixels) -> np.ndarray:

@@ -35,7 +35,7 @@ from impasto.model.losses import gram_matrix, style_transfer_loss
 from impasto.model.transformer import TransformerNet
 from impasto.model.vgg import VggFeatures
 from impasto.model.weights import VggWeights
-from impasto.training import data
+from impasto.training import data, records
 from impasto.training.adam import Adam, first_replica_variables
 from impasto.training.config import TrainConfig
 from impasto.training.schedule import learning_rate_at
@@ -218,8 +218,16 @@ class Trainer:
         total, _, stylized = self._loss(images)
         return total, stylized
 
-    def train(self, photos: list[str], validation: list[str] = (), show_progress: bool = True) -> TrainResult:
+    def train(self, photos: list[str], validation: list[str] = (), show_progress: bool = True,
+              record_files: list[str] = ()) -> TrainResult:
         """Trains up to ``config.steps``; resumes first if a checkpoint exists.
+
+        Args:
+            photos: photo files to train on (decoded here), or empty with `record_files`.
+            validation: photo files for the validation loss and images.
+            show_progress: show a progress bar.
+            record_files: TFRecord shards of `impasto prepare-data` to train on instead of `photos`;
+                each worker reads its own shards.
 
         Raises:
             TrainingDiverged: the loss became NaN or Inf (the last good checkpoint is kept).
@@ -233,11 +241,16 @@ class Trainer:
             steps_before, segments = self._initialize_from_bundle()
         self._write_metadata(steps_before, segments)
         skipped = data.SkippedFiles()
-        dataset = data.training_dataset(photos, config.image_size, config.batch_size, config.seed + start_step, skipped,
-                                        config.max_pixels)
-        options = tf.data.Options()
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
+        if record_files:
+            iterator = iter(self.strategy.distribute_datasets_from_function(
+                lambda context: records.training_dataset(list(record_files), context, config.image_size,
+                                                         config.batch_size, config.seed + start_step)))
+        else:
+            dataset = data.training_dataset(photos, config.image_size, config.batch_size, config.seed + start_step,
+                                            skipped, config.max_pixels)
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+            iterator = iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
         validation_images = data.validation_batch(list(validation), config.image_size, config.max_pixels)
         writer = (tf.summary.create_file_writer(str(self.run_dir / "logs")) if self.is_chief
                   else tf.summary.create_noop_writer())
@@ -249,7 +262,8 @@ class Trainer:
                 try:
                     batch = next(iterator)
                 except tf.errors.InvalidArgumentError:
-                    skipped.raise_if_none_decoded(len(set(photos)))
+                    if photos:
+                        skipped.raise_if_none_decoded(len(set(photos)))
                     raise
                 self.optimizer.learning_rate.assign(learning_rate_at(step, config))
                 losses = {name: float(value) for name, value in self._train_step(batch).items()}

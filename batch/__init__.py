@@ -1,0 +1,1 @@
+"""Batch stylization of whole collections on Apache Beam (`impasto batch`)."""
