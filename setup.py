@@ -5,7 +5,7 @@ from pathlib import Path
 from setuptools import setup
 
 HERE = Path(__file__).parent
-CODE_FOLDERS = ("model", "training", "serving", "export", "batch")
+CODE_FOLDERS = ("model", "training", "serving", "export")
 
 
 def _requirements(name: str) -> list[str]:
@@ -18,7 +18,7 @@ setup(
     version="0.1.0",
     description="Neural style transfer in TensorFlow: Gatys optimization, fast feed-forward networks, TF Serving.",
     python_requires=">=3.11",
-    packages=["impasto"] + [f"impasto.{folder}" for folder in CODE_FOLDERS],
+    packages=["impasto"] + [f"impasto.{folder}" for folder in CODE_FOLDERS] + ["impasto.serving.batch"],
     package_dir={"impasto": "impasto", **{f"impasto.{folder}": folder for folder in CODE_FOLDERS}},
     package_data={"impasto.model": ["bundled/*.npz", "bundled/*.json"]},
     install_requires=_requirements("requirements.txt"),

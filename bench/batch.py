@@ -90,7 +90,8 @@ def run_loop(photos: list[Path], inputs: Path, out: Path, model: str) -> dict:
     stylizer.stylize(image_io.load_image(photos[0]))  # Trace outside the timed loop.
     started = time.perf_counter()
     for photo in photos:
-        image_io.save_image(stylizer.stylize(image_io.load_image(photo)), (out / photo.relative_to(inputs)).with_suffix(".png"))
+        destination = (out / photo.relative_to(inputs)).with_suffix(".png")
+        image_io.save_image(stylizer.stylize(image_io.load_image(photo)), destination)
     wall = time.perf_counter() - started
     return {"seconds": wall, "images_per_second": len(photos) / wall}
 
@@ -122,7 +123,8 @@ def run_client(inputs: Path, out: Path, work: Path, model: str, concurrency: int
         warm = work / "warm"
         run_timed([str(IMPASTO), "client", str(next(inputs.rglob("*.jpg"))), "--out", str(warm), "--server", target,
                    "--model", "bench", "--no-progress"], work / "client_warm.log")
-        wall = run_timed([str(IMPASTO), "client", str(inputs), "--out", str(out), "--server", target, "--model", "bench",
+        wall = run_timed([str(IMPASTO), "client", str(inputs), "--out", str(out), "--server", target,
+                          "--model", "bench",
                           "--concurrency", str(concurrency), "--no-progress"], work / "client.log")
     finally:
         process.terminate()

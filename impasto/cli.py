@@ -18,7 +18,7 @@ SUBCOMMANDS = {
     "export": ("impasto.export.cli", "Export a trained model for TensorFlow Serving or as LiteRT (.tflite) files."),
     "serve": ("impasto.serving.server_cli", "Serve exported models over gRPC and REST, like tensorflow_model_server."),
     "client": ("impasto.serving.client_cli", "Stylize files through a running server."),
-    "batch": ("impasto.batch.cli", "Stylize a whole collection on Apache Beam (resumable, any runner)."),
+    "batch": ("impasto.serving.batch.cli", "Stylize a whole collection on Apache Beam (resumable, any runner)."),
     "prepare-data": ("impasto.training.prepare_cli", "Decode and resize training photos into TFRecord shards (Beam)."),
 }
 WITHOUT_TENSORFLOW = {"batch"}

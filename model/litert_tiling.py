@@ -19,6 +19,7 @@ from impasto.model.errors import InvalidInputError
 from impasto.model.litert_runtime import DEFAULT_THREADS
 from impasto.model.reference_transformer import _padded_side, _repeat_last_row_and_column
 from impasto.model.tiling import DEFAULT_TILE_SIZE, tiled_stylize
+from impasto.model.transformer import DECODER_KERNEL, ENCODER_KERNELS, OUTPUT_KERNEL
 
 STAGES = ("encode_0", "encode_1", "encode_2", "transform", "decode_0", "decode_1", "decode_2")
 """The signatures of a tiling-stages file."""
@@ -30,10 +31,12 @@ def stages_path(model_path: str | os.PathLike) -> Path:
 
 
 class _Layer:
-    """What `tiled_stylize` reads of an encoder layer: its output width, and `finish` (here inside ``transform``)."""
+    """What `tiled_stylize` reads of a conv layer: its geometry, output width, and `finish` (inside the stages)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, kernel_size: int, stride: int = 1, channels: int = 3):
+        self.kernel_size, self.stride = kernel_size, stride
         self.kernel = tf.zeros([1, 1, 1, channels])
+        self.conv = self  # An upsampling layer's conv, for the decoder's entries.
 
     @staticmethod
     def finish(x: tf.Tensor) -> tf.Tensor:
@@ -65,8 +68,10 @@ class LiteRTStages:
         self._runners = {name: interpreter.get_signature_runner(name) for name in STAGES}
         widths = [self._runners[f"encode_{index}"].get_output_details()["output"]["shape_signature"][-1]
                   for index in range(3)]
-        self.encoder = [_Layer(int(width)) for width in widths]
-        self.decoder = [None, None]
+        self.encoder = [_Layer(kernel, stride, int(width)) for (kernel, stride), width in
+                        zip(ENCODER_KERNELS, widths, strict=True)]
+        self.decoder = [_Layer(DECODER_KERNEL), _Layer(DECODER_KERNEL)]
+        self.output_conv = _Layer(OUTPUT_KERNEL)
 
     def _run(self, stage: str, x: tf.Tensor, statistics) -> tf.Tensor:
         inputs = {"images": np.asarray(x, np.float32)}

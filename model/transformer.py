@@ -25,6 +25,12 @@ from impasto.model.instance_norm import Region, instance_norm, scaled_region
 from impasto.model.padding import edge_pad, reflect_indices
 
 MIN_SIDE = 16
+ENCODER_KERNELS = ((9, 1), (3, 2), (3, 2))
+"""(kernel size, stride) of each encoder conv."""
+DECODER_KERNEL = 3
+"""Kernel size of the conv after each x2 upsampling."""
+OUTPUT_KERNEL = 9
+"""Kernel size of the last conv, to RGB."""
 _RESIDUAL_BLOCKS = 5
 
 # How it runs fast on CPU (same variables and results as the plain layer-by-layer
@@ -177,7 +183,7 @@ class _Upsample(tf.Module):
 
     def __init__(self, channels_in: int, channels_out: int, name: str | None = None):
         super().__init__(name=name)
-        self.conv = _Conv(channels_in, channels_out, 3)
+        self.conv = _Conv(channels_in, channels_out, DECODER_KERNEL)
 
     def convolve(self, x: tf.Tensor, phased: bool = False, valid=None) -> tf.Tensor:
         """The phased convolution output before instance norm: [N, H, W, 4C] (`valid`: of the input image)."""
@@ -208,10 +214,11 @@ class TransformerNet(tf.Module):
         c1, c2, c3 = (max(4, int(round(c * width))) for c in (32, 64, 128))
         self.width = width
         self.compute_dtype = tf.as_dtype(compute_dtype)
-        self.encoder = [_Conv(3, c1, 9), _Conv(c1, c2, 3, stride=2), _Conv(c2, c3, 3, stride=2)]
+        self.encoder = [_Conv(channels_in, channels_out, kernel, stride=stride) for (kernel, stride), channels_in,
+                        channels_out in zip(ENCODER_KERNELS, (3, c1, c2), (c1, c2, c3), strict=True)]
         self.residuals = [_Residual(c3) for _ in range(_RESIDUAL_BLOCKS)]
         self.decoder = [_Upsample(c3, c2), _Upsample(c2, c1)]
-        self.output_conv = _Conv(c1, 3, 9, normalize=False, relu=False)
+        self.output_conv = _Conv(c1, 3, OUTPUT_KERNEL, normalize=False, relu=False)
 
     def __call__(self, images: tf.Tensor, valid_size: tf.Tensor | None = None,
                  static_shapes: bool = False) -> tf.Tensor:

@@ -5,7 +5,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,16 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO_ROOT
-
-from impasto.batch import paths, records
-from impasto.batch.pipeline import WRITE_DELAY_ENV, BatchJob, run_batch
 from impasto.model import image_io
+from impasto.serving.batch import paths, records
+from impasto.serving.batch.pipeline import WRITE_DELAY_ENV, BatchJob, run_batch
+
+from conftest import REPO_ROOT
 
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 GOOD = {"chelsea.png": "chelsea.png", "nested/coffee.jpg": "coffee.png", "nested/deeper/rocket.png": "rocket.png",
         "nested/deeper/koala.bmp": "koala.png"}
-BAD = {"empty.jpg": ("edge_empty.jpg", "empty input"), "nested/noise.jpg": ("edge_random_bytes.jpg", "not a recognised"),
+BAD = {"empty.jpg": ("edge_empty.jpg", "empty input"),
+       "nested/noise.jpg": ("edge_random_bytes.jpg", "not a recognised"),
        "nested/deeper/cut.jpg": ("edge_truncated.jpg", ""), "bomb.png": ("edge_bomb_30000.png", "exceeds the limit")}
 
 
@@ -45,7 +45,8 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 def _files(folder: Path) -> dict[str, tuple[int, int]]:
     """relative path -> (inode, mtime_ns) of every file below `folder`."""
-    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in folder.rglob("*") if p.is_file()}
 
 
 def _pixels(path) -> np.ndarray:
@@ -79,7 +80,8 @@ def test_every_good_image_is_stylized_as_impasto_stylize_fast_does(finished_run)
 
 def test_bad_files_are_dead_lettered_with_their_reason(finished_run):
     _, inputs, out, summary = finished_run
-    dead = {Path(record["input"]).relative_to(inputs).as_posix(): record for record in _read_jsonl(out / "dead_letter.jsonl")}
+    dead = {Path(record["input"]).relative_to(inputs).as_posix(): record
+            for record in _read_jsonl(out / "dead_letter.jsonl")}
     assert sorted(dead) == sorted(BAD) and summary.dead_letters == len(BAD)
     for relative, (_, reason) in BAD.items():
         assert reason in dead[relative]["reason"] and relative in dead[relative]["reason"]
@@ -153,7 +155,8 @@ def test_assignment_is_stable_and_hash_ignores_the_seed():
 
 
 def test_inputs_with_the_same_output_name_keep_their_suffix(tmp_path, data_dir):
-    inputs = _make_folder(tmp_path / "in", data_dir, {"a.png": "chelsea.png", "a.jpg": "coffee.png", "b.png": "koala.png"})
+    inputs = _make_folder(tmp_path / "in", data_dir,
+                          {"a.png": "chelsea.png", "a.jpg": "coffee.png", "b.png": "koala.png"})
     job = BatchJob(input=f"{inputs}/*.*g", output_dir=str(tmp_path / "out"), models=("starry_night",))
     run_batch(job, IN_PROCESS)
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a.jpg.png", "a.png.png", "b.png"]
@@ -161,7 +164,8 @@ def test_inputs_with_the_same_output_name_keep_their_suffix(tmp_path, data_dir):
 
 def test_input_patterns_and_relative_paths(tmp_path):
     assert paths.input_pattern(str(tmp_path)) == (f"{tmp_path}/**", str(tmp_path), True)
-    assert paths.input_pattern("gs://bucket/photos/**/*.jpg") == ("gs://bucket/photos/**/*.jpg", "gs://bucket/photos", False)
+    expected = ("gs://bucket/photos/**/*.jpg", "gs://bucket/photos", False)
+    assert paths.input_pattern("gs://bucket/photos/**/*.jpg") == expected
     assert paths.input_pattern("gs://bucket/photos/") == ("gs://bucket/photos/**", "gs://bucket/photos", True)
     assert paths.input_pattern("photos/a.jpg") == ("photos/a.jpg", "photos", False)
     assert paths.relative_path("gs://bucket/photos/a/b.jpg", "gs://bucket/photos") == "a/b.jpg"
@@ -170,9 +174,10 @@ def test_input_patterns_and_relative_paths(tmp_path):
 
 
 def test_missing_input_and_bad_flags_exit_2(tmp_path):
-    from impasto.batch.cli import run
+    from impasto.serving.batch.cli import run
 
-    assert run(["--input", str(tmp_path / "none" / "*.jpg"), "--output", str(tmp_path / "o"), "--model", "starry_night"]) == 2
+    missing = str(tmp_path / "none" / "*.jpg")
+    assert run(["--input", missing, "--output", str(tmp_path / "o"), "--model", "starry_night"]) == 2
     assert run(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--model", "starry_night,starry_night"]) == 2
     assert not (tmp_path / "o").exists()
 
@@ -205,7 +210,8 @@ def test_a_killed_multi_process_run_resumes_with_every_output_exactly_once(tmp_p
     outputs = sorted(record["output"] for record in manifest)
     expected = sorted(str(out / Path(relative).with_suffix(".png")) for relative in good)
     assert outputs == expected  # Each exactly once.
-    assert sorted(str(p) for p in out.rglob("*") if p.is_file() and p.suffix != ".jsonl") == expected  # No partial file.
+    written = sorted(str(p) for p in out.rglob("*") if p.is_file() and p.suffix != ".jsonl")
+    assert written == expected  # No partial file.
     assert all(os.stat(path).st_ino == inode for path, inode in recorded_files.items())  # Recorded work is not redone.
     for path in expected:
         Image.open(path).load()

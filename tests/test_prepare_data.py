@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from test_batch import BAD, GOOD, IN_PROCESS, _make_folder
-
 from impasto.model import image_io
 from impasto.training import records
+
+from test_batch import BAD, GOOD, IN_PROCESS, _make_folder
 
 SIZE = 24
 
@@ -76,8 +76,9 @@ def test_train_runs_on_the_shards(shards, tmp_path, data_dir, tiny_vgg_file):
     from impasto.training.cli import run
 
     _, prefix = shards
-    argv = ["--style", str(data_dir / "great_wave.png"), "--data", f"{prefix}-*.tfrecord", "--out", str(tmp_path / "run"),
-            "--preset", "tiny", "--steps", "2", "--image-size", "16", "--vgg-weights", str(tiny_vgg_file), "--no-progress"]
+    argv = ["--style", str(data_dir / "great_wave.png"), "--data", f"{prefix}-*.tfrecord",
+            "--out", str(tmp_path / "run"), "--preset", "tiny", "--steps", "2", "--image-size", "16",
+            "--vgg-weights", str(tiny_vgg_file), "--no-progress"]
     assert run(argv) == 0
     assert tf.train.latest_checkpoint(str(tmp_path / "run" / "checkpoints")).endswith("ckpt-2")
     assert run([*argv[:3], str(tmp_path / "none-*.tfrecord"), *argv[4:]]) == 2

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import apache_beam as beam
 
-from impasto.batch.pipeline import check_input_matches, decode_input, match_inputs, pipeline_options
-from impasto.batch.records import DEAD_LETTER
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
+from impasto.serving.batch.pipeline import check_input_matches, decode_input, match_inputs, pipeline_options
+from impasto.serving.batch.records import DEAD_LETTER
 from impasto.training import records
 
 

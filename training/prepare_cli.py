@@ -9,15 +9,16 @@ decoded, with the reason). Arguments after `--` are Beam pipeline options
 import argparse
 import sys
 
-from impasto.batch.cli import add_max_pixels, beam_command_parser, split_beam_args
 from impasto.model.cli_errors import EXIT_OK, reports_errors
-from impasto.batch.records import DEAD_LETTER
+from impasto.serving.batch.cli import add_max_pixels, beam_command_parser, split_beam_args
+from impasto.serving.batch.records import DEAD_LETTER
 from impasto.training.prepare import PrepareJob, run_prepare
 from impasto.training.records import RECORD_SUFFIX
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = beam_command_parser("impasto prepare-data", __doc__, "--input GLOB --output PREFIX --shards N [--size 256]",
+    parser = beam_command_parser("impasto prepare-data", __doc__,
+                                 "--input GLOB --output PREFIX --shards N [--size 256]",
                                  "shard prefix")
     parser.add_argument("--shards", type=int, required=True, help="number of shards: at least one per training worker")
     parser.add_argument("--size", type=int, default=256,

@@ -37,7 +37,7 @@ class LoadedModels(dict):
 
 
 class StylizeModelHandler(ModelHandler[StylizeRequest, PredictionResult, LoadedModels]):
-    """Runs named stylizers (`impasto.batch.models.load_stylizer`) on batches of `StylizeRequest`s.
+    """Runs named stylizers (`impasto.serving.batch.models.load_stylizer`) on batches of `StylizeRequest`s.
 
     A batch is split by model and image size, and each same-size group runs as one
     [N, H, W, 3] call: with --size every image of one aspect ratio shares a group.
@@ -58,7 +58,7 @@ class StylizeModelHandler(ModelHandler[StylizeRequest, PredictionResult, LoadedM
         """Loads every model once per worker process."""
         import tensorflow as tf
 
-        from impasto.batch.models import load_stylizer
+        from impasto.serving.batch.models import load_stylizer
 
         if self.intra_op_threads:
             try:

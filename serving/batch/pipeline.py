@@ -24,10 +24,10 @@ from apache_beam.io import fileio
 from apache_beam.ml.inference.base import PredictionResult, RunInference
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from impasto.batch import paths, records
-from impasto.batch.handler import StylizeModelHandler, StylizeRequest
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
+from impasto.serving.batch import paths, records
+from impasto.serving.batch.handler import StylizeModelHandler, StylizeRequest
 
 ASSIGN_MODES = ("each", "random", "hash")
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
@@ -193,7 +193,8 @@ def match_inputs(pipeline: beam.Pipeline, text: str) -> beam.PCollection:
     return (pipeline
             | "Match" >> fileio.MatchFiles(pattern, empty_match_treatment=fileio.EmptyMatchTreatment.ALLOW)
             | "Paths" >> beam.Map(lambda metadata: metadata.path)
-            | "Images" >> beam.Filter(lambda path: not folder or paths.wanted_in_folder(paths.relative_path(path, base))))
+            | "Images" >> beam.Filter(
+                lambda path: not folder or paths.wanted_in_folder(paths.relative_path(path, base))))
 
 
 def decode_input(path: str, max_pixels: int) -> np.ndarray:

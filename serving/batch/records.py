@@ -19,7 +19,7 @@ import uuid
 
 import apache_beam as beam
 
-from impasto.batch import paths
+from impasto.serving.batch import paths
 
 MANIFEST = "manifest"
 DEAD_LETTER = "dead_letter"

@@ -11,9 +11,9 @@ are Beam pipeline options, e.g. `-- --runner=FlinkRunner --flink_master=HOST:808
 import argparse
 import sys
 
-from impasto.batch.pipeline import ASSIGN_MODES, FORMATS, BatchJob, run_batch
 from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_OK, reports_errors
+from impasto.serving.batch.pipeline import ASSIGN_MODES, FORMATS, BatchJob, run_batch
 
 
 def beam_command_parser(prog: str, doc: str, usage: str, output_help: str) -> argparse.ArgumentParser:
