@@ -82,6 +82,9 @@ def train_variant(args, name: str) -> dict:
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     summary = json.loads(output.strip().splitlines()[-1])
     summary["process_seconds"] = round(time.perf_counter() - started, 1)
+    # A resumed variant's time is spread over its processes: its history has each one's.
+    own = [s for s in json.loads((Path(args.runs) / name / "model.json").read_text())["segments"] if "model" not in s]
+    summary["training_seconds"] = round(sum(segment["wall_seconds"] for segment in own), 1)
     return summary
 
 

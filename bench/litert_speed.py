@@ -18,7 +18,7 @@ that meets its PSNR bound at least 1.5x faster. Progress goes to stderr; the fig
 are one JSON object on the last line of stdout.
 
 Example:
-    .venv/bin/python bench/litert.py --model great_wave --sizes 256,512
+    .venv/bin/python bench/litert_speed.py --model great_wave --sizes 256,512
 """
 
 import argparse
