@@ -1,0 +1,32 @@
+"""Every benchmark script starts and answers --help (flags in, one JSON line out is their contract).
+
+Run as scripts, they put bench/ first on sys.path, so a script named like a package that
+TensorFlow imports (bench/litert.py once shadowed `litert`) breaks every other script.
+"""
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+BENCH_SCRIPTS = sorted(path.name for path in (REPO_ROOT / "bench").glob("*.py")
+                       if path.name not in ("common.py", "harness.py", "bad_input_probes.py"))
+
+pytestmark = pytest.mark.subprocess
+
+
+@pytest.mark.parametrize("script", BENCH_SCRIPTS)
+def test_bench_script_answers_help(script):
+    finished = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), "--help"], capture_output=True,
+                              text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.startswith("usage:")
+
+
+def test_a_bench_script_does_not_shadow_a_package_tensorflow_imports():
+    """quality.py imports TensorFlow with bench/ first on the path, as every script does."""
+    finished = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'bench'); import tensorflow"],
+                              cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
