@@ -11,7 +11,7 @@ import pytest
 from impasto.model.errors import InvalidInputError
 from impasto.model.library import load_network
 from impasto.training import data
-from impasto.training.config import TrainConfig
+from impasto.training.config import TrainConfig, preset
 from impasto.training.schedule import learning_rate_at
 from impasto.training.trainer import Trainer
 
@@ -94,3 +94,10 @@ def test_a_resumed_run_keeps_its_history_and_adds_a_segment(tmp_path, photo_dir,
     _train_tiny_bundle(tmp_path / "run", photo_dir, tiny_vgg_weights, steps=4)
     history = json.loads((tmp_path / "run" / "bundle.json").read_text())
     assert [segment["steps"] for segment in history["segments"]] == ["0-2", "2-4"] and history["steps"] == 4
+
+
+def test_the_cpu_preset_is_the_half_width_network_with_warm_up_and_cosine_decay():
+    cpu, small = preset("cpu"), preset("cpu_small")
+    assert (cpu.lr_schedule, cpu.warmup_steps, cpu.final_lr_fraction) == ("cosine", 20, 0.0)
+    assert replace(cpu, lr_schedule=small.lr_schedule, warmup_steps=small.warmup_steps) == small
+    assert learning_rate_at(cpu.steps, cpu) == 0.0 and preset("paper").lr_schedule == "constant"
