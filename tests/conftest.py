@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +16,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "tests" / "data"
 _PHOTOS = ("chelsea.png", "coffee.png", "rocket.png", "fruits.png", "koala.png", "puppy.png")
 IMPASTO_COMMAND = (sys.executable, "-m", "impasto")  # The `impasto` command of the Python running the tests.
+
+
+def as_foreground_process() -> None:
+    """A `preexec_fn` that lets Ctrl-C (SIGINT) reach the child as it reaches a command typed in a terminal.
+
+    A test run started in the background by a non-interactive shell (`make test &`, some CI
+    runners) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt in its
+    children; tests of Ctrl-C restore the default before the child starts.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 # Markers that follow from a test's fixtures (pytest.ini describes each marker; `make test-fast` leaves them out).
 # The other kinds, `subprocess` and `slow`, are written on the tests themselves.

@@ -8,7 +8,7 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import IMPASTO_COMMAND
+from conftest import IMPASTO_COMMAND, as_foreground_process
 
 pytestmark = pytest.mark.subprocess
 
@@ -101,7 +101,7 @@ def test_ctrl_c_exits_130_without_a_traceback_or_an_output(tmp_path, data_dir, t
         [*IMPASTO_COMMAND, "stylize", str(data_dir / "chelsea.png"), "--style", str(data_dir / "starry_night.png"),
          "--size", "48", "--iterations", "100000", "--tolerance", "0", "--save-every", "1",
          "--vgg-weights", str(tiny_vgg_file), "--out", str(out), "--no-progress"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=as_foreground_process)
     deadline = time.monotonic() + 240
     while not (tmp_path / "out_00001.png").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -19,7 +19,7 @@ from impasto.training import cli, data
 from impasto.training.config import TrainConfig
 from impasto.training.trainer import Trainer
 
-from conftest import IMPASTO_COMMAND, load_test_image
+from conftest import IMPASTO_COMMAND, as_foreground_process, load_test_image
 
 
 def _train_command(data_dir: Path, photo_dir: Path, run_dir: Path, vgg_file: Path, steps: int,
@@ -87,7 +87,8 @@ def trained_run(tmp_path_factory, tiny_vgg_weights):
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, photo_dir, data_dir, tiny_vgg_file):
     run_dir = tmp_path / "run"
     command = _train_command(data_dir, photo_dir, run_dir, tiny_vgg_file, steps=100_000, checkpoint_every=1000)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=as_foreground_process)
     deadline = time.monotonic() + 240
     while not (run_dir / "logs").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
