@@ -1,12 +1,12 @@
 """One loaded version of a model: its SavedModel, signatures, warmup, batching and in-flight count.
 
-TF2 SavedModels load with `tf.saved_model.load` and run their signatures as
-TF2 functions (XLA included): impasto's own exports (those with
-assets.extra/impasto_export.json) are held to their signature contract (shapes,
-batch size); other TF2 models get the request's tensors as TensorFlow's
-signature function takes them. TF1 graph SavedModels run in a session
-(`session_model`), as tensorflow_model_server runs them: the graph gets the
-request's tensors as they are.
+impasto's own exports (those with assets.extra/impasto_export.json) and TF1 graph
+SavedModels run in a TensorFlow session (`session_model`), as tensorflow_model_server
+runs them, XLA-compiled functions included: a TF1 graph gets the request's tensors as
+they are, and impasto's exports are first held to their signature contract (shapes,
+batch size). Other TF2 SavedModels (Keras models, those built under a distribution
+strategy) load with `tf.saved_model.load` and get the request's tensors as their
+signature functions take them.
 """
 
 import os
@@ -60,7 +60,10 @@ class Servable:
         started = time.monotonic()
         self.is_impasto_export = (self.path / keys.ASSETS_EXTRA / keys.METADATA_FILE).is_file()
         saved_model = _read_saved_model(self.path)
-        self._model = FunctionModel(self.path) if _is_tf2(saved_model) else SessionModel(self.path)
+        # impasto's exports and TF1 graphs load as tensorflow_model_server loads them; a session holds about
+        # half the memory `tf.saved_model.load` does for an impasto export (docs/serving.md).
+        in_session = self.is_impasto_export or not _is_tf2(saved_model)
+        self._model = SessionModel(self.path) if in_session else FunctionModel(self.path)
         self.signature_def_map = _signature_def_map(saved_model)
         self._batcher = None  # Warmup runs each request alone.
         loaded = time.monotonic()

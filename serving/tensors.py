@@ -135,9 +135,8 @@ def check_keys(specs: Specs, names) -> None:
 def check_inputs(specs: Specs, inputs: Arrays, max_batch_size: int | None = None) -> int:
     """Checks decoded inputs against a signature whose shapes are a contract: impasto's own exports.
 
-    Their signatures are TF2 functions, which refuse incompatible shapes themselves when
-    called; this answers first, naming the input. Other SavedModels run in a session
-    (`session_model`), which gets whatever shape the request holds, as in TF Serving.
+    Their session would pass on whatever shape the request holds, as TF Serving's does, and
+    fail deep in the graph; this answers first, naming the input.
 
     Args:
         specs: the signature's inputs.
