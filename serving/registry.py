@@ -13,6 +13,10 @@ availability-preserving policy:
   freed only after its requests in flight finish.
 - A version that fails to load is reported (END with its error) and not tried
   again until its directory changes; the versions already serving stay.
+- Models load side by side: the first poll (at start-up) in up to 4 threads per
+  CPU, as ServerCore's ``num_initial_load_threads``; later polls and config
+  reloads in ``--num_load_threads`` threads, serially when it is 0 (TF Serving's
+  default). Versions of one model load one after another, newest first.
 
 Paths are confined: every model's base path must resolve (symlinks and ``..``
 followed) inside the model root, and every version directory inside its model's
@@ -24,7 +28,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import tensorflow as tf
@@ -38,6 +43,14 @@ from impasto.serving.servable import Servable
 LOG = logging.getLogger("impasto.serving")
 Loader = Callable[[str, int, Path], Servable]
 UNKNOWN_ERROR_CODE = 2  # tensorflow.error.Code.UNKNOWN
+
+
+def initial_load_threads() -> int:
+    """Threads for the start-up loads: 4 per CPU this process may run on, as TF Serving's ServerCore."""
+    try:
+        return 4 * len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return 4 * (os.cpu_count() or 1)
 
 
 class VersionState:
@@ -54,14 +67,18 @@ class Registry:
         config: which models to serve.
         loader: builds a `Servable` from (name, version, directory); raises when the version cannot serve.
         model_root: every base path must resolve inside it, now and in later configs; None for anywhere.
+        load_threads: models loaded side by side after the first poll; 0 loads them one after another.
+        first_load_threads: models loaded side by side by the first poll (start-up).
 
     Raises:
         InvalidInputError: an invalid config, or a base path outside `model_root`.
     """
 
     def __init__(self, config: model_server_config_pb2.ModelServerConfig, loader: Loader,
-                 model_root: str | os.PathLike | None = None):
+                 model_root: str | os.PathLike | None = None, load_threads: int = 0, first_load_threads: int = 0):
         self._model_root = model_root
+        self._load_threads, self._first_load_threads = load_threads, first_load_threads
+        self._polled = False
         check_model_server_config(config, model_root)
         self._loader = loader
         self._lock = threading.Lock()  # Guards the tables below; held only briefly.
@@ -147,8 +164,9 @@ class Registry:
     def poll(self) -> None:
         """Compares every model's directory with what is loaded; loads, then unloads, to match."""
         with self._update_lock:
-            for name in self.model_names():
-                self._update_model(name)
+            threads = self._load_threads if self._polled else self._first_load_threads
+            self._polled = True
+            self._update_models(self.model_names(), threads)
 
     def reload_config(self, config: model_server_config_pb2.ModelServerConfig) -> None:
         """Replaces the model list: new models load now, dropped models unload (after their in-flight requests).
@@ -169,8 +187,7 @@ class Registry:
                 self._retire(name, list(self._servables[name]))
                 with self._lock:
                     del self._servables[name], self._states[name]
-            for name in entries:
-                self._update_model(name)
+            self._update_models(entries, self._load_threads)
 
     def start_polling(self, interval_seconds: float) -> None:
         """Polls in a background thread every `interval_seconds` (0: never)."""
@@ -197,6 +214,17 @@ class Registry:
                 self._retire(name, list(self._servables[name]))
         for thread in list(self._unloaders):
             thread.join()
+
+    def _update_models(self, names: Iterable[str], threads: int) -> None:
+        """`_update_model` for each name, in `threads` threads side by side (0 or 1: one after another)."""
+        names = list(names)
+        if threads <= 1 or len(names) <= 1:
+            for name in names:
+                self._update_model(name)
+            return
+        with ThreadPoolExecutor(min(threads, len(names)), thread_name_prefix="load") as pool:
+            for done in [pool.submit(self._update_model, name) for name in names]:
+                done.result()
 
     def _update_model(self, name: str) -> None:
         config = self._configs[name]

@@ -25,7 +25,7 @@ from impasto.serving.grpc_server import build_server, set_serving
 from impasto.serving.memory import release_free_memory
 from impasto.serving.metrics import Metrics
 from impasto.serving.predictor import Limits, Predictor
-from impasto.serving.registry import Registry
+from impasto.serving.registry import Registry, initial_load_threads
 from impasto.serving.rest_server import RestServer
 from impasto.serving.servable import Servable
 
@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                              "(default: the config file's directory, or --model_base_path itself)")
     add("--file_system_poll_wait_seconds", type=float, default=1.0,
         help="how often to look for new and removed versions (0: only at start; default 1)")
+    add("--num_load_threads", type=int, default=0,
+        help="models loaded side by side when versions appear or the config changes; 0 loads them one after "
+             "another (default 0, as TF Serving); at start-up, models load in 4 threads per CPU")
     add("--enable_batching", action="store_true", help="batch concurrent requests together")
     add("--batching_parameters_file", help="BatchingParameters text proto (batching_parameters.txt)")
     add("--monitoring_config_file", help="MonitoringConfig text proto enabling Prometheus metrics on the REST port")
@@ -118,6 +121,8 @@ def run(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s impasto serve: %(message)s")
+    if args.num_load_threads < 0:
+        raise InvalidInputError("--num_load_threads must be 0 (one load at a time) or positive")
     for flag in ("max_request_bytes", "max_request_batch_size", "max_image_pixels", "max_concurrent_requests"):
         if getattr(args, flag) < 0:
             raise InvalidInputError(f"--{flag} must be 0 (no limit) or positive")
@@ -146,7 +151,7 @@ def run(argv: list[str]) -> int:
     stop = threading.Event()  # Set by SIGTERM / SIGINT, even while the first versions load.
     for signal_number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signal_number, lambda *_: stop.set())
-    registry = Registry(model_config, load, model_root)
+    registry = Registry(model_config, load, model_root, args.num_load_threads, initial_load_threads())
     registry.poll()
     predictor = Predictor(registry, metrics, limits)
     server, health, port = build_server(predictor, f"{args.host}:{args.port}", args.grpc_max_threads,

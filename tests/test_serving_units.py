@@ -186,6 +186,50 @@ def test_version_dirs_are_integer_names_only(tmp_path):
     assert registry._version_dirs(str(tmp_path / "missing")) is None
 
 
+class Unloadable:
+    """Stands in for a loaded version where only the registry's scheduling is under test."""
+
+    def unload(self):
+        pass
+
+
+def _overlapping_loads(tmp_path, load_threads, first_load_threads):
+    """Polls a registry of three models twice (start-up, then a new version of each); returns the most loads
+    that ran at once in each poll."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    server_config = model_server_config_pb2.ModelServerConfig()
+    for name in ("a", "b", "c"):
+        (tmp_path / name / "1").mkdir(parents=True)
+        entry = server_config.model_config_list.config.add()
+        entry.name, entry.base_path, entry.model_platform = name, str(tmp_path / name), "tensorflow"
+    lock, running, most = threading.Lock(), [0], []
+
+    def slow_loader(name, version, path):
+        with lock:
+            running[0] += 1
+            most[-1] = max(most[-1], running[0])
+        time.sleep(0.3)
+        with lock:
+            running[0] -= 1
+        return Unloadable()
+
+    served = registry.Registry(server_config, slow_loader, tmp_path, load_threads, first_load_threads)
+    for version in ("1", "2"):
+        for name in ("a", "b", "c"):
+            (tmp_path / name / version).mkdir(exist_ok=True)
+        most.append(0)
+        served.poll()
+    return most
+
+
+def test_models_load_side_by_side_at_start_up_then_as_num_load_threads_says(tmp_path):
+    assert _overlapping_loads(tmp_path / "serial", 0, 8) == [3, 1]
+    assert _overlapping_loads(tmp_path / "two", 2, 8) == [3, 2]
+    assert _overlapping_loads(tmp_path / "none", 0, 0) == [1, 1]
+    assert registry.initial_load_threads() >= 4
+
+
 def test_version_policies():
     versions = [1, 2, 5, 9]
     policy = fs_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
