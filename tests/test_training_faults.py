@@ -84,7 +84,9 @@ def trained_run(tmp_path_factory, tiny_vgg_weights):
 
 
 @pytest.mark.subprocess
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, photo_dir, data_dir, tiny_vgg_file):
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint_and_exits_130(tmp_path, photo_dir, data_dir, tiny_vgg_file,
+                                                            signal_number):
     run_dir = tmp_path / "run"
     command = _train_command(data_dir, photo_dir, run_dir, tiny_vgg_file, steps=100_000, checkpoint_every=1000)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -93,7 +95,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, photo_dir, data_dir, 
     while not (run_dir / "logs").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(2)  # Some steps, none of them a checkpoint step.
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal_number)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr[-3000:]
     assert "interrupted: checkpoint saved in" in stderr and "Traceback" not in stderr

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -76,6 +77,7 @@ def run(argv: list[str]) -> int:
         record_files = []
     trainer = Trainer(config, style_image, args.out, vgg_weights=load_vgg_weights(args.vgg_weights),
                       style_name=Path(args.style).stem, init_from=args.init_from)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = trainer.train(photos, validation, show_progress=not args.no_progress, record_files=record_files)
     except TrainingDiverged as error:
@@ -89,3 +91,8 @@ def run(argv: list[str]) -> int:
                "wall_seconds": round(result.wall_seconds, 1), "skipped_files": result.skipped_files}
     print(json.dumps(summary))
     return EXIT_OK
+
+
+def _interrupt(signal_number, frame) -> None:
+    """SIGTERM (what a job scheduler or `kill` sends before it stops a job) ends training as Ctrl-C does."""
+    raise KeyboardInterrupt
