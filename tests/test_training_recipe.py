@@ -94,6 +94,10 @@ def test_a_resumed_run_keeps_its_history_and_adds_a_segment(tmp_path, photo_dir,
     _train_tiny_bundle(tmp_path / "run", photo_dir, tiny_vgg_weights, steps=4)
     history = json.loads((tmp_path / "run" / "bundle.json").read_text())
     assert [segment["steps"] for segment in history["segments"]] == ["0-2", "2-4"] and history["steps"] == 4
+    # Running the finished run again trains nothing and leaves its history and figures as they were.
+    _train_tiny_bundle(tmp_path / "run", photo_dir, tiny_vgg_weights, steps=4)
+    again = json.loads((tmp_path / "run" / "bundle.json").read_text())
+    assert again["segments"] == history["segments"] and again["wall_seconds"] == history["wall_seconds"] > 0
 
 
 def test_the_cpu_preset_is_the_half_width_network_with_warm_up_and_cosine_decay():

@@ -312,9 +312,11 @@ class Trainer:
         """Writes ``bundle.npz``/``bundle.json``: the trained network in compact float16 form."""
         metadata = self._saved_metadata()
         segments = metadata.get("segments", [])
+        # The newest segment's figures: a rerun of a finished run trains nothing and must not report 0 s.
+        newest = segments[-1] if segments else {"images_per_second": round(result.images_per_second, 3),
+                                                "wall_seconds": round(result.wall_seconds, 1)}
         metadata.update(steps=metadata.get("steps_before", 0) + result.steps,
-                        images_per_second=round(result.images_per_second, 3),
-                        wall_seconds=round(result.wall_seconds, 1),
+                        images_per_second=newest.get("images_per_second"), wall_seconds=newest.get("wall_seconds"),
                         total_wall_seconds=round(sum(s.get("wall_seconds") or 0.0 for s in segments), 1))
         write_bundle(self.network, metadata, self.run_dir / "bundle.npz")
 
