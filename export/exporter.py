@@ -110,7 +110,7 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "source": source,
         "impasto_version": __version__,
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "signatures": [keys.SERVING_DEFAULT, keys.SERVING_NOXLA, keys.STYLIZE_TENSOR, keys.STYLIZE_CONTROLS],
+        "signatures": list(keys.SIGNATURES),
         "target": config.target,
         "xla": config.jit_compile,
         "max_side": config.max_side,
@@ -161,7 +161,7 @@ def compare_with_reload(module: StylizeModule, export_dir: str | os.PathLike, im
     for name, arguments in inputs.items():
         expected = getattr(module, name)(**arguments)
         reloaded = loaded.signatures[name](**arguments)
-        output_key = keys.STYLIZED_IMAGES if name == keys.STYLIZE_TENSOR else keys.STYLIZED_IMAGE_BYTES
+        output_key = keys.SIGNATURES[name].outputs[0].key
         if name == keys.STYLIZE_TENSOR:
             pairs = [(expected[output_key].numpy(), reloaded[output_key].numpy())]
         else:
