@@ -8,21 +8,18 @@
   when batching settings are given, otherwise kept (written with defaults if missing).
 - ``monitoring.config``: text `tensorflow.serving.MonitoringConfig`, Prometheus on.
 
-Every write is atomic (temporary file and rename). The pip package tensorflow-serving-api
-ships ModelServerConfig but not the BatchingParameters or MonitoringConfig protos, so
-when those modules are missing the two messages are defined here from their
-published fields (session_bundle_config.proto, monitoring_config.proto), which
-gives the same text format.
+Every write is atomic (temporary file and rename). The message classes come from
+`impasto.export.tfserving_protos`.
 """
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from impasto.export.tfserving_protos import message_classes
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_write_bytes
 
@@ -162,45 +159,3 @@ def write_server_files(models_dir: str | os.PathLike, batching: BatchingConfig |
         atomic_write_bytes(models_dir / file_name, text_format.MessageToString(message).encode())
         written.append(models_dir / file_name)
     return written
-
-
-@functools.cache
-def message_classes() -> dict:
-    """{"BatchingParameters": class, "MonitoringConfig": class} from tensorflow_serving, else defined here."""
-    try:
-        from tensorflow_serving.config import monitoring_config_pb2
-        from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
-    except ImportError:
-        return _defined_messages()
-    return {"BatchingParameters": session_bundle_config_pb2.BatchingParameters,
-            "MonitoringConfig": monitoring_config_pb2.MonitoringConfig}
-
-
-def _defined_messages() -> dict:
-    """Builds the two messages, field for field as TF Serving declares them, in a private pool."""
-    field = descriptor_pb2.FieldDescriptorProto
-    pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-    file = descriptor_pb2.FileDescriptorProto(name="impasto/tensorflow_serving_subset.proto",
-                                              package="tensorflow.serving", syntax="proto3",
-                                              dependency=[wrappers.name])
-    batching = file.message_type.add(name="BatchingParameters")
-    wrapped = (("max_batch_size", "Int64Value"), ("batch_timeout_micros", "Int64Value"),
-               ("max_enqueued_batches", "Int64Value"), ("num_batch_threads", "Int64Value"),
-               ("thread_pool_name", "StringValue"))
-    for number, (name, wrapper) in enumerate(wrapped, start=1):
-        batching.field.add(name=name, number=number, label=field.LABEL_OPTIONAL, type=field.TYPE_MESSAGE,
-                           type_name=f".google.protobuf.{wrapper}")
-    batching.field.add(name="allowed_batch_sizes", number=6, label=field.LABEL_REPEATED, type=field.TYPE_INT64)
-    batching.field.add(name="pad_variable_length_inputs", number=7, label=field.LABEL_OPTIONAL, type=field.TYPE_BOOL)
-    prometheus = file.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_BOOL)
-    prometheus.field.add(name="path", number=2, label=field.LABEL_OPTIONAL, type=field.TYPE_STRING)
-    monitoring = file.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_MESSAGE,
-                         type_name=".tensorflow.serving.PrometheusConfig")
-    pool.Add(file)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
-            for name in ("BatchingParameters", "MonitoringConfig")}

@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+from impasto.export.tfserving_protos import parse_text_proto
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.serving import config as config_files
@@ -88,7 +89,7 @@ def _model_config(args: argparse.Namespace):
     if bool(args.model_config_file) == bool(args.model_base_path):
         raise InvalidInputError("give exactly one of --model_config_file and --model_base_path")
     if args.model_config_file:
-        config = config_files.parse_text_proto(args.model_config_file, "ModelServerConfig")
+        config = parse_text_proto(args.model_config_file, "ModelServerConfig")
         return config, Path(args.model_root or Path(args.model_config_file).parent).resolve()
     if not Path(args.model_base_path).is_dir():
         raise InvalidInputError(f"--model_base_path {args.model_base_path}: no such directory")
@@ -104,7 +105,7 @@ def _watch_config_file(path: str, interval: float, registry: Registry, stop: thr
         try:
             text = Path(path).read_text()
             if text != last:
-                registry.reload_config(config_files.parse_text_proto(path, "ModelServerConfig"))
+                registry.reload_config(parse_text_proto(path, "ModelServerConfig"))
                 LOG.info("applied the changed model config %s", path)
             last = text
         except (OSError, InvalidInputError) as error:

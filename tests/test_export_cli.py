@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from impasto.export import cli, keys, tfserving_config
+from impasto.export import cli, keys, tfserving_config, tfserving_protos
 from impasto.export.exporter import PAUSE_ENV, next_version, version_numbers
 from impasto.export.tfserving_config import BatchingConfig
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes, read_warmup_requests
@@ -79,11 +79,11 @@ def test_exports_number_versions_and_keep_the_server_files_current(tmp_path, cap
         ("tiny", str((models / "tiny").resolve()), "tensorflow"),
     ]
     batching = text_format.Parse((models / "batching_parameters.txt").read_text(),
-                                 tfserving_config.message_classes()["BatchingParameters"]())
+                                 tfserving_protos.message_classes()["BatchingParameters"]())
     assert batching.max_batch_size.value == 16 and list(batching.allowed_batch_sizes) == [4, 8, 16]
     assert batching.num_batch_threads.value == BatchingConfig().num_batch_threads
     monitoring = text_format.Parse((models / "monitoring.config").read_text(),
-                                   tfserving_config.message_classes()["MonitoringConfig"]())
+                                   tfserving_protos.message_classes()["MonitoringConfig"]())
     assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
 
     assert _export(export_bundle, models, "--name", "tiny", "--version", "5") == 2  # Taken.
@@ -187,3 +187,13 @@ def test_no_xla_is_the_cpu_target(tmp_path, export_bundle):
     metadata = json.loads((models / "tiny" / "1" / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
     assert metadata["target"] == "cpu" and metadata["warmup_sizes"] == []
     assert read_warmup_requests(models / "tiny" / "1" / keys.ASSETS_EXTRA / keys.WARMUP_FILE) == []
+
+
+def test_tf_serving_messages_have_one_home_with_tf_servings_names():
+    classes = tfserving_protos.message_classes()
+    assert {name: cls.DESCRIPTOR.full_name for name, cls in classes.items()} == {
+        name: f"tensorflow.serving.{name}" for name in ("ModelServerConfig", "BatchingParameters",
+                                                        "MonitoringConfig", "SSLConfig")}
+    ssl = tfserving_protos.message_classes()["SSLConfig"](server_key="k", client_verify=True)
+    assert [field.name for field in ssl.DESCRIPTOR.fields] == ["server_key", "server_cert", "custom_ca",
+                                                                "client_verify"]

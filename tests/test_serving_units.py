@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorflow_serving.config import file_system_storage_path_source_pb2 as fs_pb2
 
+from impasto.export import tfserving_protos
 from impasto.model.errors import InvalidInputError
 from impasto.serving import config, registry, tensors
 from impasto.serving.batching import Batcher
@@ -215,7 +216,7 @@ def test_config_files_parse_like_tf_serving(tmp_path):
     models = tmp_path / "models.config"
     models.write_text('model_config_list { config { name: "a" base_path: "/x" } config { name: "a" base_path: "/y" } }')
     with pytest.raises(InvalidInputError, match="multiple times"):
-        config.check_model_server_config(config.parse_text_proto(models, "ModelServerConfig"))
+        config.check_model_server_config(tfserving_protos.parse_text_proto(models, "ModelServerConfig"))
 
 
 def test_metrics_render_prometheus_text():
@@ -285,7 +286,7 @@ def test_server_reads_the_files_impasto_export_writes(tmp_path):
     (tmp_path / "starry" / "3" / "saved_model.pb").write_bytes(b"")
     batching = tfserving_config.BatchingConfig(max_batch_size=4, num_batch_threads=1)
     tfserving_config.write_server_files(tmp_path, batching)
-    models = config.parse_text_proto(tmp_path / tfserving_config.MODELS_CONFIG, "ModelServerConfig")
+    models = tfserving_protos.parse_text_proto(tmp_path / tfserving_config.MODELS_CONFIG, "ModelServerConfig")
     config.check_model_server_config(models)
     assert [(m.name, m.base_path) for m in models.model_config_list.config] == [("starry", str(tmp_path / "starry"))]
     options = config.BatchingOptions.from_file(tmp_path / tfserving_config.BATCHING_PARAMETERS)
