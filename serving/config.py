@@ -7,7 +7,6 @@ text format (`parse_text_proto`): a file written for tensorflow_model_server wor
 unchanged, and an unknown field is an error.
 """
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -74,33 +73,6 @@ def check_model_server_config(config: model_server_config_pb2.ModelServerConfig,
                                     f"{Path(entry.base_path).resolve()}, outside the model root "
                                     f"{Path(model_root).resolve()} (see --model_root)")
         seen.add(entry.name)
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchingOptions:
-    """The batching parameters impasto uses, with TF Serving's defaults."""
-
-    max_batch_size: int = 32
-    batch_timeout_micros: int = 1000
-    num_batch_threads: int = os.cpu_count() or 1
-    max_enqueued_batches: int = 100
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike | None) -> "BatchingOptions":
-        """Reads a batching_parameters.txt; fields it does not set keep their defaults.
-
-        Raises:
-            InvalidInputError: the file does not parse or holds a non-positive value.
-        """
-        if not path:
-            return cls()
-        message = parse_text_proto(path, "BatchingParameters")
-        values = {field.name: getattr(message, field.name).value
-                  for field in dataclasses.fields(cls) if message.HasField(field.name)}
-        for name, value in values.items():
-            if value < (0 if name == "batch_timeout_micros" else 1):
-                raise InvalidInputError(f"{path}: {name} must be positive, got {value}")
-        return cls(**values)
 
 
 def prometheus_path(path: str | os.PathLike | None) -> str | None:

@@ -23,10 +23,10 @@ from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
 
 from impasto.export import keys
+from impasto.export.tfserving_config import BatchingConfig
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
 from impasto.serving.batching import Batcher
-from impasto.serving.config import BatchingOptions
 from impasto.serving.errors import CancelledError, DeadlineExceededError, ModelError, SignatureNotFoundError, grpc_code
 from impasto.serving.session_model import SERVE_TAG, SessionModel
 from impasto.serving.tensors import Arrays
@@ -51,7 +51,7 @@ class Servable:
         on_batch: called with the size of every batch the batcher runs (for metrics).
     """
 
-    def __init__(self, name: str, version: int, path: str | os.PathLike, batching: BatchingOptions | None = None,
+    def __init__(self, name: str, version: int, path: str | os.PathLike, batching: BatchingConfig | None = None,
                  max_batch_size: int | None = None, on_batch: Callable[[int], None] | None = None):
         self.name, self.version, self.path = name, version, Path(path)
         self._max_batch_size = max_batch_size

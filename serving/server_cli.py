@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+from impasto.export.tfserving_config import BatchingConfig
 from impasto.export.tfserving_protos import parse_text_proto
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
@@ -123,7 +124,7 @@ def run(argv: list[str]) -> int:
         if getattr(args, flag) < 0:
             raise InvalidInputError(f"--{flag} must be 0 (no limit) or positive")
     model_config, model_root = _model_config(args)
-    batching = config_files.BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching else None
+    batching = BatchingConfig.from_file(args.batching_parameters_file) if args.enable_batching else None
     metrics_path = config_files.prometheus_path(args.monitoring_config_file)
     limits = Limits(args.max_request_bytes, args.max_request_batch_size, args.request_timeout_seconds,
                     args.max_image_pixels)

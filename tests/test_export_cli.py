@@ -13,7 +13,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from impasto.export import cli, keys, tfserving_config, tfserving_protos
 from impasto.export.exporter import PAUSE_ENV, next_version, version_numbers
-from impasto.export.tfserving_config import BatchingConfig
+from impasto.export.tfserving_config import EXPORT_BATCHING, BatchingConfig
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes, read_warmup_requests
 from impasto.model.errors import InvalidInputError
 
@@ -81,7 +81,7 @@ def test_exports_number_versions_and_keep_the_server_files_current(tmp_path, cap
     batching = text_format.Parse((models / "batching_parameters.txt").read_text(),
                                  tfserving_protos.message_classes()["BatchingParameters"]())
     assert batching.max_batch_size.value == 16 and list(batching.allowed_batch_sizes) == [4, 8, 16]
-    assert batching.num_batch_threads.value == BatchingConfig().num_batch_threads
+    assert batching.num_batch_threads.value == EXPORT_BATCHING.num_batch_threads
     monitoring = text_format.Parse((models / "monitoring.config").read_text(),
                                    tfserving_protos.message_classes()["MonitoringConfig"]())
     assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
