@@ -21,7 +21,7 @@ import tensorflow as tf
 from impasto import __version__
 from impasto.export import keys
 from impasto.export.signatures import ServingConfig, StylizeModule
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES, write_warmup_file
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmup_path, write_warmup_file
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_directory
 from impasto.model.transformer import TransformerNet
@@ -89,10 +89,10 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
     try:
         with atomic_directory(final) as tmp_dir:
             tf.saved_model.save(module.saved_root(), str(tmp_dir), signatures=module.signatures())
-            extra = tmp_dir / keys.ASSETS_EXTRA
-            write_warmup_file(extra / keys.WARMUP_FILE, warmup_sizes, name)
+            write_warmup_file(warmup_path(tmp_dir), warmup_sizes, name)
             description = describe(metadata, name, version, config, source, warmup_sizes)
-            (extra / keys.METADATA_FILE).write_text(json.dumps(description, indent=2, default=str) + "\n")
+            metadata_text = json.dumps(description, indent=2, default=str) + "\n"
+            (tmp_dir / keys.ASSETS_EXTRA / keys.METADATA_FILE).write_text(metadata_text)
             _pause_for_tests(tmp_dir)
     except FileExistsError:
         raise InvalidInputError(f"{final} appeared while exporting (another export?); nothing replaced") from None
