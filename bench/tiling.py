@@ -12,7 +12,7 @@ each peak RSS (the child's ``ru_maxrss``) belongs to one run only. It reports:
   the function);
 - ``max_abs_difference`` / ``mean_abs_difference``: tiled against untiled output,
   in levels of [0, 255], where both ran;
-- ``seam_ratio`` (`impasto.model.tiling.seam_ratio`): the mean absolute step between
+- ``seam_ratio`` (`impasto.testing.seam_ratio`): the mean absolute step between
   neighbouring pixels across tile boundaries over the same elsewhere (1.0: no
   boundary), for the tiled output, the untiled output (same boundaries, where it
   ran) and ``naive`` tiling: every tile stylized on its own with its own
@@ -112,7 +112,8 @@ def _child_fast(job: dict) -> dict:
 
     from impasto.model.fast import FastStylizer
     from impasto.model.library import load_network
-    from impasto.model.tiling import Tiling, seam_ratio
+    from impasto.model.tiling import Tiling
+    from impasto.testing import seam_ratio
 
     network, _ = load_network(job["model"])
     image = test_card(Path(job["photo"]), job["size"])

@@ -32,7 +32,6 @@ shapes vary).
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
@@ -206,32 +205,3 @@ def _moments_over_tiles(source: tf.Tensor, core: int, halo: int, layer_output, s
     _, count, mean, m2 = tf.while_loop(lambda index, *_: index < rows * columns, combine, (tf.constant(1), *first),
                                        parallel_iterations=1)
     return tf.cast(mean, tf.float32), tf.cast(m2 / count, tf.float32)
-
-
-def seam_ratio(image: np.ndarray, tile_size: int) -> float:
-    """How much tile boundaries stand out: 1.0 means not at all.
-
-    The mean absolute difference between neighbouring pixels across the boundaries
-    of `tile_size` tiles (between columns, and rows, k * tile_size - 1 and k *
-    tile_size), divided by the same mean over the other neighbouring pairs at the
-    same phase modulo gcd(tile_size, 16): the network's stride-4 layers (and VGG's
-    stride-16 ones) make steps vary with the phase, even in an untiled result.
-    Tiles stylized on their own (own statistics, no halo) score well above 1.
-
-    Args:
-        image: [H, W, C] with at least one tile boundary and one pair elsewhere.
-    """
-    image = np.asarray(image, np.float64)
-    period = math.gcd(tile_size, 16)
-    sums, counts = np.zeros(2), np.zeros(2)  # [boundary, elsewhere]
-    for axis in (0, 1):
-        steps = np.abs(np.diff(image, axis=axis)).mean(axis=(1 - axis, 2))  # One value per neighbouring pair.
-        position = np.arange(steps.size)
-        boundary = (position + 1) % tile_size == 0
-        elsewhere = ((position + 1) % period == 0) & ~boundary
-        sums += steps[boundary].sum(), steps[elsewhere].sum()
-        counts += boundary.sum(), elsewhere.sum()
-    if counts.min() == 0:
-        raise ValueError(f"an image of {image.shape[1]}x{image.shape[0]} has no {tile_size}-pixel tile boundary "
-                         f"or no other pair to compare it with")
-    return float((sums[0] / counts[0]) / (sums[1] / counts[1]))

@@ -8,7 +8,9 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import IMPASTO_COMMAND, as_foreground_process
+from impasto.testing import IMPASTO_COMMAND
+
+from conftest import as_foreground_process
 
 pytestmark = pytest.mark.subprocess
 

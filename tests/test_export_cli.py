@@ -22,8 +22,7 @@ from impasto.export.warmup import (
     write_warmup_file,
 )
 from impasto.model.errors import InvalidInputError
-
-from conftest import IMPASTO_COMMAND
+from impasto.testing import IMPASTO_COMMAND
 
 
 def _export(bundle, models, *extra) -> int:

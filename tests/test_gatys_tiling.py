@@ -13,8 +13,9 @@ from impasto.model.gatys import GatysConfig, GatysStylizer, blended_style_grams,
 from impasto.model.gatys_tiling import make_tiled_objective, tiled_features, tiled_grams
 from impasto.model.losses import LossConfig
 from impasto.model.tiling import Tiling
+from impasto.testing import IMPASTO_COMMAND
 
-from conftest import IMPASTO_COMMAND, load_test_image
+from conftest import load_test_image
 
 # Layers up to block3 keep the halo at 32 px, so 32 px tiles of a ~150 px image are real tiles.
 LOSS = LossConfig(content_layers=(("block3_conv2", 1.0),),

@@ -11,10 +11,11 @@ from impasto.model import tiling
 from impasto.model.errors import InvalidInputError
 from impasto.model.fast import FastStylizer
 from impasto.model.library import load_network
-from impasto.model.tiling import Tiling, seam_ratio, tiled_stylize
+from impasto.model.tiling import Tiling, tiled_stylize
 from impasto.model.transformer import TransformerNet
+from impasto.testing import IMPASTO_COMMAND, seam_ratio
 
-from conftest import IMPASTO_COMMAND, load_test_image
+from conftest import load_test_image
 
 # Measured: 8e-4 levels (random network), 3e-3 (bundled model): float rounding only.
 TILED_VS_UNTILED_MAX_ABS = 0.02

@@ -12,11 +12,12 @@ import pytest
 import tensorflow as tf
 
 from impasto.model import image_io
+from impasto.testing import IMPASTO_COMMAND
 from impasto.training import data
 from impasto.training.config import TrainConfig, preset
 from impasto.training.trainer import Trainer, TrainingDiverged
 
-from conftest import IMPASTO_COMMAND, load_test_image
+from conftest import load_test_image
 
 
 @pytest.fixture(scope="module")

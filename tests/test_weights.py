@@ -8,7 +8,8 @@ import pytest
 
 from impasto.model import weights
 from impasto.model.errors import WeightsError
-from impasto.model.vgg import VggFeatures, random_vgg_weights
+from impasto.model.vgg import VggFeatures
+from impasto.testing import random_vgg_weights
 
 
 @pytest.fixture
