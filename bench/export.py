@@ -36,8 +36,8 @@ from impasto.export.exporter import export_model  # noqa: E402
 from impasto.export.signatures import ServingConfig  # noqa: E402
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmup_path  # noqa: E402
 from impasto.model import image_io  # noqa: E402
-from impasto.model.library import load_network  # noqa: E402
-from impasto.model.transformer import TransformerNet  # noqa: E402
+from impasto.model.feedforward.bundles import load_network  # noqa: E402
+from impasto.model.feedforward.transformer import TransformerNet  # noqa: E402
 
 DEFAULT_PHOTO = common.REPO_ROOT / "tests" / "data" / "chelsea.png"
 SIGNATURES = {"xla": keys.SERVING_DEFAULT, "noxla": keys.SERVING_NOXLA}

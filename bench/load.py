@@ -70,8 +70,8 @@ def export(args, models_dir: Path) -> Path:
     """Exports the benchmark network with one bucket per size; returns the model directory."""
     from impasto.export.exporter import export_model
     from impasto.export.signatures import ServingConfig
-    from impasto.model.library import load_network
-    from impasto.model.transformer import TransformerNet
+    from impasto.model.feedforward.bundles import load_network
+    from impasto.model.feedforward.transformer import TransformerNet
 
     if args.source:
         network, metadata = load_network(args.source)

@@ -110,9 +110,9 @@ def _peak_rss_mib() -> float:
 def _child_fast(job: dict) -> dict:
     import numpy as np
 
-    from impasto.model.fast import FastStylizer
-    from impasto.model.library import load_network
-    from impasto.model.tiling import Tiling
+    from impasto.model.feedforward.bundles import load_network
+    from impasto.model.feedforward.stylizer import FastStylizer
+    from impasto.model.feedforward.tiled_network import Tiling
     from impasto.testing import seam_ratio
 
     network, _ = load_network(job["model"])
@@ -140,8 +140,8 @@ def _child_fast(job: dict) -> dict:
 
 def _child_optimize(job: dict) -> dict:
     from impasto.model import image_io
-    from impasto.model.gatys import GatysConfig, GatysStylizer
-    from impasto.model.tiling import Tiling
+    from impasto.model.feedforward.tiled_network import Tiling
+    from impasto.model.optimize.gatys import GatysConfig, GatysStylizer
 
     content = image_io.load_image(job["photo"])
     style = image_io.load_image(job["style"])
@@ -162,8 +162,8 @@ def _child_statistics(job: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from impasto.model import tiling
-    from impasto.model.library import load_network
+    from impasto.model.feedforward import tiled_network
+    from impasto.model.feedforward.bundles import load_network
 
     network, _ = load_network(job["model"])
     prepared = network.prepare(test_card(Path(job["photo"]), job["size"])[None])
@@ -174,8 +174,8 @@ def _child_statistics(job: dict) -> dict:
     _, fused_mean, fused_variance = tf.compat.v1.nn.fused_batch_norm(
         before_norm, tf.ones([channels]), tf.zeros([channels]), is_training=True)
     fused_variance = fused_variance.numpy() * (values.shape[0] - 1) / values.shape[0]  # Returned Bessel-corrected.
-    tiled_mean, tiled_variance = tiling._moments_over_tiles(
-        prepared, job["tile"], tiling.encoder_halo(network), lambda tile: network.encode(tile, stop=0),
+    tiled_mean, tiled_variance = tiled_network._moments_over_tiles(
+        prepared, job["tile"], tiled_network.encoder_halo(network), lambda tile: network.encode(tile, stop=0),
         scale=(1, 1), groups=1)
     figures = {"pixels": values.shape[0], "smallest_channel_std": float(np.sqrt(variance.min()))}
     for name, (m, v) in {"fused": (fused_mean.numpy(), fused_variance),

@@ -26,9 +26,9 @@ from impasto.export.tfserving_config import EXPORT_BATCHING, BatchingConfig
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.bundles import load_network
+from impasto.model.feedforward.tiled_network import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
-from impasto.model.library import load_network
-from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE
 
 DEFAULT_CALIBRATION_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
 

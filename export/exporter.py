@@ -20,8 +20,8 @@ from impasto.export import keys
 from impasto.export.signatures import ServingConfig, StylizeModule
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmup_path, write_warmup_file
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_directory, pause_for_crash_test
-from impasto.model.transformer import TransformerNet
 
 PAUSE_ENV = "IMPASTO_EXPORT_TEST_PAUSE"
 """Crash-test hook: seconds to sleep inside the temporary directory, after it is complete and before the rename."""
@@ -61,7 +61,7 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
 
     Args:
         network: the trained transformer.
-        metadata: what `impasto.model.library.load_network` returned with it (style, width, ...).
+        metadata: what `impasto.model.feedforward.bundles.load_network` returned with it (style, width, ...).
         model_dir: ``<models_dir>/<name>``; its last component is the TF Serving model name.
         version: the version number; default `next_version(model_dir)`.
         config: input handling and the target (XLA or not) of the signatures.

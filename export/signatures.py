@@ -21,7 +21,7 @@ images of one batch may all differ in size):
 
 Images larger than the largest bucket (a side over max_side) or with more than
 tile_pixels pixels run tile by tile instead, at their own size, with instance-norm
-statistics shared by all tiles (`impasto.model.tiling`): no seams, and the same
+statistics shared by all tiles (`impasto.model.feedforward.tiled_network`): no seams, and the same
 result as the whole image would give. With tiling off (tile_pixels None) they are
 scaled down to max_side for the network and the result scaled back up.
 
@@ -56,10 +56,10 @@ import tensorflow as tf
 from impasto.export import keys
 from impasto.model import color
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.padding import mirror_pad
+from impasto.model.feedforward.tiled_network import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling, tiled_function
+from impasto.model.feedforward.transformer import MIN_SIDE, TransformerNet
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
-from impasto.model.padding import mirror_pad
-from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling, tiled_function
-from impasto.model.transformer import MIN_SIDE, TransformerNet
 
 DEFAULT_LADDER = (256, 384, 512, 768, 1024, 1536, 2048)
 """Bucket sides, in pixels, before `ServingConfig.max_side` caps them."""

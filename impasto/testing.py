@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from impasto.export import keys
 from impasto.export.signatures import StylizeModule
-from impasto.model.weights import CAFFE, VggWeights
+from impasto.model.lossnet.weights import CAFFE, VggWeights
 
 IMPASTO_COMMAND = (sys.executable, "-m", "impasto")
 """The `impasto` command of the running Python (no path into a virtualenv)."""

@@ -59,7 +59,7 @@ def tiny_vgg_weights():
 
 @pytest.fixture(scope="session")
 def tiny_vgg(tiny_vgg_weights):
-    from impasto.model.vgg import VggFeatures
+    from impasto.model.lossnet.vgg import VggFeatures
 
     return VggFeatures(tiny_vgg_weights)
 
@@ -67,7 +67,7 @@ def tiny_vgg(tiny_vgg_weights):
 @pytest.fixture(scope="session")
 def tiny_vgg_file(tmp_path_factory, tiny_vgg_weights) -> Path:
     """`tiny_vgg_weights` saved as a converted .npz, for --vgg-weights and subprocesses."""
-    from impasto.model.weights import save_vgg_weights
+    from impasto.model.lossnet.weights import save_vgg_weights
 
     path = tmp_path_factory.mktemp("vgg") / "tiny_vgg.npz"
     save_vgg_weights(tiny_vgg_weights, path)
@@ -76,14 +76,14 @@ def tiny_vgg_file(tmp_path_factory, tiny_vgg_weights) -> Path:
 
 @pytest.fixture(scope="session")
 def imagenet_weights():
-    from impasto.model.weights import load_vgg_weights
+    from impasto.model.lossnet.weights import load_vgg_weights
 
     return load_vgg_weights("imagenet")
 
 
 @pytest.fixture(scope="session")
 def imagenet_vgg(imagenet_weights):
-    from impasto.model.vgg import VggFeatures
+    from impasto.model.lossnet.vgg import VggFeatures
 
     return VggFeatures(imagenet_weights)
 
@@ -104,7 +104,7 @@ def photo_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def export_network():
     """A randomly initialised TransformerNet at width 0.125 (fixed seed)."""
-    from impasto.model.transformer import TransformerNet
+    from impasto.model.feedforward.transformer import TransformerNet
 
     return TransformerNet(width=0.125, seed=0)
 
@@ -151,7 +151,7 @@ def exported(tmp_path_factory, export_network, export_config) -> dict:
 @pytest.fixture(scope="session")
 def export_bundle(tmp_path_factory, export_network) -> Path:
     """The session network saved as a .npz bundle (float16 weights) with its .json."""
-    from impasto.model.library import write_bundle
+    from impasto.model.feedforward.bundles import write_bundle
 
     path = tmp_path_factory.mktemp("bundle") / "tiny.npz"
     write_bundle(export_network, {"width": 0.125, "style": "test"}, path)

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.library import BUNDLE_FORMAT
+from impasto.model.feedforward.bundles import BUNDLE_FORMAT
 from impasto.testing import IMPASTO_COMMAND
 from impasto.training import cli, data
 from impasto.training.config import TrainConfig

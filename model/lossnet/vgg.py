@@ -10,7 +10,7 @@ so callers always pass images in the pixel contract (RGB float32 [0, 255]).
 import numpy as np
 import tensorflow as tf
 
-from impasto.model.weights import CAFFE, VggWeights, load_vgg_weights
+from impasto.model.lossnet.weights import CAFFE, VggWeights, load_vgg_weights
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN_RGB = (0.485, 0.456, 0.406)

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.tiles import assemble_tiles, core_of, read_tile, tile_count
-from impasto.model.transformer import TransformerNet
+from impasto.model.feedforward.transformer import TransformerNet
+from impasto.model.tile_grid import assemble_tiles, core_of, read_tile, tile_count
 
 DEFAULT_TILE_PIXELS = 2048 * 2048
 """Images with more pixels than this are tiled unless told otherwise."""

@@ -1,0 +1,18 @@
+"""setup.py installs every package of the code folders: a subpackage it leaves out is missing from a clean install."""
+
+import runpy
+from unittest import mock
+
+from conftest import REPO_ROOT
+
+
+def test_setup_lists_every_folder_with_an_init_py():
+    with mock.patch("setuptools.setup") as setup:
+        runpy.run_path(str(REPO_ROOT / "setup.py"))
+    arguments = setup.call_args.kwargs
+    on_disk = {"impasto"}
+    for folder in ("model", "training", "serving", "export"):
+        on_disk |= {"impasto." + ".".join(init.parent.relative_to(REPO_ROOT).parts)
+                    for init in (REPO_ROOT / folder).rglob("__init__.py")}
+    assert set(arguments["packages"]) == on_disk
+    assert {"impasto.model.lossnet", "impasto.model.optimize", "impasto.model.feedforward"} <= on_disk
