@@ -27,8 +27,8 @@ from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.bundles import load_network
-from impasto.model.feedforward.tiled_network import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
+from impasto.model.tile_grid import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE
 
 DEFAULT_CALIBRATION_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
 

@@ -57,9 +57,10 @@ from impasto.export import keys
 from impasto.model import color
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.padding import mirror_pad
-from impasto.model.feedforward.tiled_network import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling, tiled_function
+from impasto.model.feedforward.tiled_network import tiled_function
 from impasto.model.feedforward.transformer import MIN_SIDE, TransformerNet
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
+from impasto.model.tile_grid import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
 
 DEFAULT_LADDER = (256, 384, 512, 768, 1024, 1536, 2048)
 """Bucket sides, in pixels, before `ServingConfig.max_side` caps them."""

@@ -11,12 +11,12 @@ from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.bundles import bundled_model_names, load_network
-from impasto.model.feedforward.tiled_network import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
 from impasto.model.lossnet.vgg import VggFeatures
 from impasto.model.lossnet.weights import load_vgg_weights
 from impasto.model.optimize.gatys import GATYS_TILE_PIXELS, GatysConfig, GatysStylizer, Progress
 from impasto.model.optimize.optimizers import OptimizerConfig
 from impasto.model.optimize.tiled_objective import check_tile_size
+from impasto.model.tile_grid import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,3 +16,10 @@ def test_setup_lists_every_folder_with_an_init_py():
                     for init in (REPO_ROOT / folder).rglob("__init__.py")}
     assert set(arguments["packages"]) == on_disk
     assert {"impasto.model.lossnet", "impasto.model.optimize", "impasto.model.feedforward"} <= on_disk
+
+
+def test_the_two_methods_share_only_the_loss_network_and_the_top_level_modules():
+    for package, other in (("optimize", "feedforward"), ("feedforward", "optimize"), ("lossnet", "optimize"),
+                           ("lossnet", "feedforward")):
+        for path in (REPO_ROOT / "model" / package).glob("*.py"):
+            assert f"impasto.model.{other}" not in path.read_text(), path

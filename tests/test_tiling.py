@@ -11,8 +11,9 @@ from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward import tiled_network
 from impasto.model.feedforward.bundles import load_network
 from impasto.model.feedforward.stylizer import FastStylizer
-from impasto.model.feedforward.tiled_network import Tiling, tiled_stylize
+from impasto.model.feedforward.tiled_network import tiled_stylize
 from impasto.model.feedforward.transformer import TransformerNet
+from impasto.model.tile_grid import Tiling
 from impasto.testing import IMPASTO_COMMAND, seam_ratio
 
 from conftest import load_test_image

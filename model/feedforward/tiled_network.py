@@ -30,21 +30,11 @@ shapes vary).
 """
 
 import math
-from dataclasses import dataclass
 
 import tensorflow as tf
 
-from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.transformer import TransformerNet
-from impasto.model.tile_grid import assemble_tiles, core_of, read_tile, tile_count
-
-DEFAULT_TILE_PIXELS = 2048 * 2048
-"""Images with more pixels than this are tiled unless told otherwise."""
-
-DEFAULT_TILE_SIZE = 512
-"""Side, in pixels, of each tile's core (a multiple of 4); each pass adds its halo."""
-
-
+from impasto.model.tile_grid import DEFAULT_TILE_SIZE, Tiling, assemble_tiles, core_of, read_tile, tile_count
 
 # A tile's own edge is padded as if it were the image's edge, so the values near it
 # are wrong, and each layer spreads them further in. A halo as wide as that spread
@@ -81,37 +71,6 @@ def decoder_halo(network: TransformerNet) -> int:
     wrong += network.output_conv.kernel_size // 2
     return math.ceil(wrong / 2 ** len(network.decoder))
 
-
-@dataclass(frozen=True)
-class Tiling:
-    """When and how images are tiled.
-
-    Attributes:
-        tile_pixels: tile images with more pixels than this; None: never (`--no-tile`),
-            0: always (`--tile SIZE`).
-        tile_size: core side of a tile, in pixels (a multiple of 4, at least 16).
-    """
-
-    tile_pixels: int | None = DEFAULT_TILE_PIXELS
-    tile_size: int = DEFAULT_TILE_SIZE
-
-    def __post_init__(self):
-        if self.tile_size < 16 or self.tile_size % 4:
-            raise InvalidInputError(f"tile size must be a multiple of 4 and at least 16 pixels, not {self.tile_size}")
-        if self.tile_pixels is not None and self.tile_pixels < 0:
-            raise InvalidInputError(f"tile pixel threshold must not be negative, not {self.tile_pixels}")
-
-    @classmethod
-    def never(cls) -> "Tiling":
-        return cls(tile_pixels=None)
-
-    @classmethod
-    def always(cls, tile_size: int = DEFAULT_TILE_SIZE) -> "Tiling":
-        return cls(tile_pixels=0, tile_size=tile_size)
-
-    def applies_to(self, height: int, width: int) -> bool:
-        """Whether an image of this size is tiled."""
-        return self.tile_pixels is not None and height * width > self.tile_pixels
 
 
 def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = DEFAULT_TILE_SIZE) -> tf.Tensor:

@@ -14,11 +14,11 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model import color, image_io
-from impasto.model.feedforward.tiled_network import Tiling
 from impasto.model.lossnet.losses import LossConfig, gram_matrix, style_transfer_loss
 from impasto.model.lossnet.vgg import VggFeatures
 from impasto.model.optimize.optimizers import OptimizerConfig, make_optimizer
 from impasto.model.optimize.tiled_objective import make_tiled_objective, tiled_features, tiled_grams
+from impasto.model.tile_grid import Tiling
 
 MIN_PYRAMID_SIZE = 64
 
