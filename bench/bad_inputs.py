@@ -62,8 +62,8 @@ def export_tiny(work: Path) -> tuple[Path, Path]:
     """(model directory with version 1, .npz bundle) of one random width-0.125 network."""
     from impasto.export.exporter import export_model
     from impasto.export.signatures import ServingConfig
-    from impasto.model.library import write_bundle
-    from impasto.model.transformer import TransformerNet
+    from impasto.model.feedforward.bundles import write_bundle
+    from impasto.model.feedforward.transformer import TransformerNet
 
     network, metadata = TransformerNet(width=0.125, seed=0), {"width": 0.125, "style": "random"}
     config = ServingConfig(max_side=64, ladder=(64,), target="cpu")

@@ -83,8 +83,8 @@ def output_rates(folder: Path, count: int, wall: float) -> dict:
 
 
 def run_loop(photos: list[Path], inputs: Path, out: Path, model: str) -> dict:
-    from impasto.model.fast import FastStylizer
-    from impasto.model.library import load_network
+    from impasto.model.feedforward.bundles import load_network
+    from impasto.model.feedforward.stylizer import FastStylizer
 
     stylizer = FastStylizer(load_network(model)[0])
     stylizer.stylize(image_io.load_image(photos[0]))  # Trace outside the timed loop.
@@ -111,7 +111,7 @@ def run_client(inputs: Path, out: Path, work: Path, model: str, concurrency: int
 
     from impasto.export.exporter import export_model
     from impasto.export.signatures import ServingConfig
-    from impasto.model.library import load_network
+    from impasto.model.feedforward.bundles import load_network
 
     network, metadata = load_network(model)
     ladder = tuple(sorted({max(16, round(size * fraction / 4) * 4) for fraction in (0.5, 0.75, 1.0)}))

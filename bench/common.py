@@ -107,13 +107,13 @@ def vgg_forward_flops(vgg, height: int, width: int, layers, batch: int = 1) -> i
     (rounding up, as ``"SAME"`` pooling does) at each new block.
 
     Args:
-        vgg: an ``impasto.model.vgg.VggFeatures``.
+        vgg: an ``impasto.model.lossnet.vgg.VggFeatures``.
         height: input image height, in pixels.
         width: input image width, in pixels.
         layers: layer names the caller asks for, e.g. ``config.all_layers``.
         batch: images per call.
     """
-    from impasto.model.vgg import layer_order
+    from impasto.model.lossnet.vgg import layer_order
 
     deepest = max(layers, key=layer_order)
     total, previous_block = 0, 1

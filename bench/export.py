@@ -34,10 +34,10 @@ import tensorflow as tf  # noqa: E402
 from impasto.export import keys  # noqa: E402
 from impasto.export.exporter import export_model  # noqa: E402
 from impasto.export.signatures import ServingConfig  # noqa: E402
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES  # noqa: E402
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmup_path  # noqa: E402
 from impasto.model import image_io  # noqa: E402
-from impasto.model.library import load_network  # noqa: E402
-from impasto.model.transformer import TransformerNet  # noqa: E402
+from impasto.model.feedforward.bundles import load_network  # noqa: E402
+from impasto.model.feedforward.transformer import TransformerNet  # noqa: E402
 
 DEFAULT_PHOTO = common.REPO_ROOT / "tests" / "data" / "chelsea.png"
 SIGNATURES = {"xla": keys.SERVING_DEFAULT, "noxla": keys.SERVING_NOXLA}
@@ -103,7 +103,7 @@ def run(args, models_dir: Path) -> dict:
         "saved_model_bytes": directory_bytes(version_dir),
         "saved_model_pb_bytes": (version_dir / "saved_model.pb").stat().st_size,
         "variables_bytes": directory_bytes(version_dir / "variables"),
-        "warmup_bytes": (version_dir / keys.ASSETS_EXTRA / keys.WARMUP_FILE).stat().st_size,
+        "warmup_bytes": warmup_path(version_dir).stat().st_size,
         "warmup_records": len(DEFAULT_WARMUP_SIZES),
         "load_seconds": load_seconds,
         "repeats": args.repeats,

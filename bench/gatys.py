@@ -48,10 +48,10 @@ import scipy.optimize  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from impasto.model import image_io  # noqa: E402
-from impasto.model.gatys import blended_style_grams, make_objective  # noqa: E402
-from impasto.model.losses import LossConfig  # noqa: E402
-from impasto.model.optimizers import OptimizerConfig, make_optimizer  # noqa: E402
-from impasto.model.vgg import VggFeatures  # noqa: E402
+from impasto.model.lossnet.losses import LossConfig  # noqa: E402
+from impasto.model.lossnet.vgg import VggFeatures  # noqa: E402
+from impasto.model.optimize.gatys import blended_style_grams, make_objective  # noqa: E402
+from impasto.model.optimize.optimizers import OptimizerConfig, make_optimizer  # noqa: E402
 
 DEFAULT_PHOTO = common.REPO_ROOT / "data/samples/photos/gcompris_chateau_de_chenonceau.jpg"
 DEFAULT_STYLE = common.REPO_ROOT / "data/samples/styles/starry_night.jpg"

@@ -1,21 +1,19 @@
 """What the server benchmarks (bad_inputs.py, soak.py) share: an `impasto serve` child process and a work folder.
 
-The process is tests/conftest.py's `ServerProcess` (free loopback ports, readiness,
-SIGTERM then SIGKILL), with the server's memory added.
+The process is `impasto.testing.ServerProcess` (free loopback ports, readiness,
+SIGTERM then SIGKILL), which the tests use too, with the server's memory added.
 """
 
 import contextlib
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import common  # bench/common.py
+
+from impasto.testing import ServerProcess
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-import common  # noqa: E402  (bench/common.py)
-
-from conftest import ServerProcess  # noqa: E402  (tests/conftest.py)
 
 
 class ServeProcess(ServerProcess):

@@ -48,9 +48,9 @@ from impasto.export import keys, litert  # noqa: E402
 from impasto.export.exporter import export_model  # noqa: E402
 from impasto.export.signatures import ServingConfig  # noqa: E402
 from impasto.model import image_io  # noqa: E402
+from impasto.model.feedforward.bundles import load_network  # noqa: E402
+from impasto.model.feedforward.litert_runtime import LiteRTStylizer  # noqa: E402
 from impasto.model.files import atomic_write_bytes  # noqa: E402
-from impasto.model.library import load_network  # noqa: E402
-from impasto.model.litert_runtime import LiteRTStylizer  # noqa: E402
 
 DEFAULT_PHOTO = common.REPO_ROOT / "tests" / "data" / "chelsea.png"
 DEFAULT_CALIBRATION = common.REPO_ROOT / "data" / "samples" / "photos"

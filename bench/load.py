@@ -24,9 +24,7 @@ Example:
 import argparse
 import functools
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,9 +40,9 @@ import tensorflow as tf  # noqa: E402
 from impasto.export import keys  # noqa: E402
 from impasto.model import image_io  # noqa: E402
 from impasto.serving.client import StylizeClient  # noqa: E402
+from impasto.testing import ServerProcess  # noqa: E402
 
 DEFAULT_PHOTO = common.REPO_ROOT / "tests" / "data" / "chelsea.png"
-IMPASTO = Path(sys.executable).parent / "impasto"
 TARGET = {"size": 512, "clients": 16, "ratio": 0.9}
 
 
@@ -72,8 +70,8 @@ def export(args, models_dir: Path) -> Path:
     """Exports the benchmark network with one bucket per size; returns the model directory."""
     from impasto.export.exporter import export_model
     from impasto.export.signatures import ServingConfig
-    from impasto.model.library import load_network
-    from impasto.model.transformer import TransformerNet
+    from impasto.model.feedforward.bundles import load_network
+    from impasto.model.feedforward.transformer import TransformerNet
 
     if args.source:
         network, metadata = load_network(args.source)
@@ -123,25 +121,6 @@ def drive(call, clients: int, seconds: float) -> dict:
     }
 
 
-def start_server(model_dir: Path, name: str, batching_file: Path | None,
-                 log_path: Path) -> tuple[subprocess.Popen, str]:
-    """Starts `impasto serve` on a free port and waits until it serves; returns (process, target)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [str(IMPASTO), "serve", "--model_base_path", str(model_dir), "--model_name", name, "--port", str(port),
-               "--rest_api_port", "0", "--file_system_poll_wait_seconds", "0"]
-    if batching_file is not None:
-        command += ["--enable_batching", "--batching_parameters_file", str(batching_file)]
-    with open(log_path, "wb") as log:  # The child keeps its own copy of the file descriptor.
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-    while "serving models" not in log_path.read_text(errors="replace"):
-        if process.poll() is not None:
-            raise RuntimeError(f"impasto serve exited {process.returncode}:\n{log_path.read_text()}")
-        time.sleep(0.2)
-    return process, f"127.0.0.1:{port}"
-
-
 def run(args, work: Path) -> dict:
     model_dir = Path(args.model_base) / args.model if args.model_base else export(args, work)
     version = max(int(child.name) for child in model_dir.iterdir() if child.name.isdigit())
@@ -167,9 +146,12 @@ def run(args, work: Path) -> dict:
             batching_file = work / "batching_parameters.txt"
             batching_file.write_text(args.batching)
         common.log(f"{mode}: starting impasto serve ...")
-        process, target = start_server(model_dir, args.model, batching_file, work / f"{mode}.log")
+        flags = ["--model_base_path", model_dir, "--model_name", args.model, "--file_system_poll_wait_seconds", "0"]
+        if batching_file is not None:
+            flags += ["--enable_batching", "--batching_parameters_file", batching_file]
+        server = ServerProcess(flags, work / f"{mode}.log", rest=False).wait_ready(timeout=3600)
         try:
-            with StylizeClient(target, args.model, args.signature, timeout=120, retries=2) as client:
+            with StylizeClient(server.target, args.model, args.signature, timeout=120, retries=2) as client:
                 for size in args.sizes:
                     client.stylize(images[size])
                     for clients in args.clients:
@@ -178,8 +160,7 @@ def run(args, work: Path) -> dict:
                         ratio = figures["throughput_ips"] / baseline[(size, clients)]
                         results.append({"mode": mode, "size": size, "clients": clients, **figures, "ratio": ratio})
         finally:
-            process.terminate()
-            process.wait(60)
+            server.stop(60)
     target = [r for r in results if r["mode"] != "in_process"
               and (r["size"], r["clients"]) == (TARGET["size"], TARGET["clients"])]
     return {

@@ -24,13 +24,13 @@ from pathlib import Path
 import tensorflow as tf
 
 from impasto.model import image_io
-from impasto.model.fast import FastStylizer
+from impasto.model.feedforward.bundles import bundled_model_names, load_network
+from impasto.model.feedforward.stylizer import FastStylizer
 from impasto.model.files import atomic_write_bytes
-from impasto.model.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective
-from impasto.model.library import bundled_model_names, load_network
-from impasto.model.losses import LossConfig
-from impasto.model.optimizers import OptimizerConfig
-from impasto.model.vgg import VggFeatures
+from impasto.model.lossnet.losses import LossConfig
+from impasto.model.lossnet.vgg import VggFeatures
+from impasto.model.optimize.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective
+from impasto.model.optimize.optimizers import OptimizerConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

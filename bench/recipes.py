@@ -26,9 +26,9 @@ import common  # noqa: E402  (bench/common.py)
 import quality  # noqa: E402  (bench/quality.py)
 
 from impasto.model import image_io  # noqa: E402
-from impasto.model.fast import FastStylizer  # noqa: E402
-from impasto.model.library import load_network  # noqa: E402
-from impasto.model.vgg import VggFeatures  # noqa: E402
+from impasto.model.feedforward.bundles import load_network  # noqa: E402
+from impasto.model.feedforward.stylizer import FastStylizer  # noqa: E402
+from impasto.model.lossnet.vgg import VggFeatures  # noqa: E402
 
 REFERENCE_PIXELS = 4 * 192 * 192
 """Pixels of one step of the reference recipe (batch 4 at 192 px): the unit of equal compute."""

@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 def export(work: Path, width: float, xla: bool) -> Path:
     from impasto.export.exporter import export_model
     from impasto.export.signatures import ServingConfig
-    from impasto.model.transformer import TransformerNet
+    from impasto.model.feedforward.transformer import TransformerNet
 
     config = ServingConfig(max_side=128, ladder=(64,), target="gpu" if xla else "cpu")
     export_model(TransformerNet(width=width, seed=0), {"width": width, "style": "random"}, work / MODEL, 1, config,

@@ -51,9 +51,9 @@ import common  # noqa: E402  (bench/common.py)
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from impasto.model.fast import ONE_AT_A_TIME_PIXELS, FastStylizer  # noqa: E402
-from impasto.model.library import load_network  # noqa: E402
-from impasto.model.transformer import MIN_SIDE, TransformerNet  # noqa: E402
+from impasto.model.feedforward.bundles import load_network  # noqa: E402
+from impasto.model.feedforward.stylizer import ONE_AT_A_TIME_PIXELS, FastStylizer  # noqa: E402
+from impasto.model.feedforward.transformer import MIN_SIDE, TransformerNet  # noqa: E402
 
 ENGINES = ("tf", "tf_xla", "onnxruntime")
 TARGET_PEAK_FRACTION = 0.70

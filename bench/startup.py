@@ -55,8 +55,7 @@ from impasto.export import keys  # noqa: E402
 from impasto.export.signatures import TARGETS  # noqa: E402
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES  # noqa: E402
 from impasto.model import image_io  # noqa: E402
-
-from conftest import ServerProcess  # noqa: E402  (tests/conftest.py, via harness)
+from impasto.testing import ServerProcess  # noqa: E402
 
 PHASES = ("startup", "first_request", "reload")
 BUNDLED = ("starry_night", "great_wave", "composition_viii", "the_night_cafe")

@@ -12,7 +12,7 @@ each peak RSS (the child's ``ru_maxrss``) belongs to one run only. It reports:
   the function);
 - ``max_abs_difference`` / ``mean_abs_difference``: tiled against untiled output,
   in levels of [0, 255], where both ran;
-- ``seam_ratio`` (`impasto.model.tiling.seam_ratio`): the mean absolute step between
+- ``seam_ratio`` (`impasto.testing.seam_ratio`): the mean absolute step between
   neighbouring pixels across tile boundaries over the same elsewhere (1.0: no
   boundary), for the tiled output, the untiled output (same boundaries, where it
   ran) and ``naive`` tiling: every tile stylized on its own with its own
@@ -110,9 +110,10 @@ def _peak_rss_mib() -> float:
 def _child_fast(job: dict) -> dict:
     import numpy as np
 
-    from impasto.model.fast import FastStylizer
-    from impasto.model.library import load_network
-    from impasto.model.tiling import Tiling, seam_ratio
+    from impasto.model.feedforward.bundles import load_network
+    from impasto.model.feedforward.stylizer import FastStylizer
+    from impasto.model.tile_grid import Tiling
+    from impasto.testing import seam_ratio
 
     network, _ = load_network(job["model"])
     image = test_card(Path(job["photo"]), job["size"])
@@ -139,8 +140,8 @@ def _child_fast(job: dict) -> dict:
 
 def _child_optimize(job: dict) -> dict:
     from impasto.model import image_io
-    from impasto.model.gatys import GatysConfig, GatysStylizer
-    from impasto.model.tiling import Tiling
+    from impasto.model.optimize.gatys import GatysConfig, GatysStylizer
+    from impasto.model.tile_grid import Tiling
 
     content = image_io.load_image(job["photo"])
     style = image_io.load_image(job["style"])
@@ -161,8 +162,8 @@ def _child_statistics(job: dict) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from impasto.model import tiling
-    from impasto.model.library import load_network
+    from impasto.model.feedforward import tiled_network
+    from impasto.model.feedforward.bundles import load_network
 
     network, _ = load_network(job["model"])
     prepared = network.prepare(test_card(Path(job["photo"]), job["size"])[None])
@@ -173,8 +174,8 @@ def _child_statistics(job: dict) -> dict:
     _, fused_mean, fused_variance = tf.compat.v1.nn.fused_batch_norm(
         before_norm, tf.ones([channels]), tf.zeros([channels]), is_training=True)
     fused_variance = fused_variance.numpy() * (values.shape[0] - 1) / values.shape[0]  # Returned Bessel-corrected.
-    tiled_mean, tiled_variance = tiling._moments_over_tiles(
-        prepared, job["tile"], tiling.encoder_halo(network), lambda tile: network.encode(tile, stop=0),
+    tiled_mean, tiled_variance = tiled_network._moments_over_tiles(
+        prepared, job["tile"], tiled_network.encoder_halo(network), lambda tile: network.encode(tile, stop=0),
         scale=(1, 1), groups=1)
     figures = {"pixels": values.shape[0], "smallest_channel_std": float(np.sqrt(variance.min()))}
     for name, (m, v) in {"fused": (fused_mean.numpy(), fused_variance),

@@ -17,17 +17,18 @@ stages for seam-free tiling of large images, but for int8-full). See docs/mobile
 """
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from impasto.export import exporter, litert, tfserving_config
 from impasto.export.signatures import CPU_TARGET, TARGETS, ServingConfig
-from impasto.export.tfserving_config import BatchingConfig
+from impasto.export.tfserving_config import EXPORT_BATCHING, BatchingConfig
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.bundles import load_network
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
-from impasto.model.library import load_network
-from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE
+from impasto.model.tile_grid import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE
 
 DEFAULT_CALIBRATION_PHOTOS = Path(__file__).resolve().parents[1] / "data" / "samples" / "photos"
 
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     batching = parser.add_argument_group(
         "batching_parameters.txt", "Given any of these, the file is rewritten from them (defaults for the rest); "
         "given none, an existing file is kept and a missing one gets the defaults.")
-    defaults = BatchingConfig()
+    defaults = EXPORT_BATCHING
     for flag, default in (("--max-batch-size", defaults.max_batch_size),
                           ("--batch-timeout-micros", defaults.batch_timeout_micros),
                           ("--num-batch-threads", defaults.num_batch_threads),
@@ -96,7 +97,7 @@ def _batching_config(args) -> BatchingConfig | None:
         except ValueError:
             raise InvalidInputError(
                 f"--allowed-batch-sizes: {args.allowed_batch_sizes!r} is not a list of integers") from None
-    return BatchingConfig(**given) if given else None
+    return dataclasses.replace(EXPORT_BATCHING, **given) if given else None
 
 
 @reports_errors

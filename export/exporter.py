@@ -11,23 +11,20 @@ import datetime
 import json
 import os
 import re
-import sys
-import time
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
 
 from impasto import __version__
 from impasto.export import keys
 from impasto.export.signatures import ServingConfig, StylizeModule
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES, write_warmup_file
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmup_path, write_warmup_file
 from impasto.model.errors import InvalidInputError
-from impasto.model.files import atomic_directory
-from impasto.model.transformer import TransformerNet
+from impasto.model.feedforward.transformer import TransformerNet
+from impasto.model.files import atomic_directory, pause_for_crash_test
 
 PAUSE_ENV = "IMPASTO_EXPORT_TEST_PAUSE"
-"""Test-only: seconds to sleep inside the temporary directory, after it is complete and before the rename."""
+"""Crash-test hook: seconds to sleep inside the temporary directory, after it is complete and before the rename."""
 
 _MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -64,7 +61,7 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
 
     Args:
         network: the trained transformer.
-        metadata: what `impasto.model.library.load_network` returned with it (style, width, ...).
+        metadata: what `impasto.model.feedforward.bundles.load_network` returned with it (style, width, ...).
         model_dir: ``<models_dir>/<name>``; its last component is the TF Serving model name.
         version: the version number; default `next_version(model_dir)`.
         config: input handling and the target (XLA or not) of the signatures.
@@ -89,11 +86,11 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
     try:
         with atomic_directory(final) as tmp_dir:
             tf.saved_model.save(module.saved_root(), str(tmp_dir), signatures=module.signatures())
-            extra = tmp_dir / keys.ASSETS_EXTRA
-            write_warmup_file(extra / keys.WARMUP_FILE, warmup_sizes, name)
+            write_warmup_file(warmup_path(tmp_dir), warmup_sizes, name)
             description = describe(metadata, name, version, config, source, warmup_sizes)
-            (extra / keys.METADATA_FILE).write_text(json.dumps(description, indent=2, default=str) + "\n")
-            _pause_for_tests(tmp_dir)
+            metadata_text = json.dumps(description, indent=2, default=str) + "\n"
+            (tmp_dir / keys.ASSETS_EXTRA / keys.METADATA_FILE).write_text(metadata_text)
+            pause_for_crash_test(PAUSE_ENV, tmp_dir)
     except FileExistsError:
         raise InvalidInputError(f"{final} appeared while exporting (another export?); nothing replaced") from None
     return final
@@ -110,7 +107,7 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "source": source,
         "impasto_version": __version__,
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "signatures": [keys.SERVING_DEFAULT, keys.SERVING_NOXLA, keys.STYLIZE_TENSOR, keys.STYLIZE_CONTROLS],
+        "signatures": list(keys.SIGNATURES),
         "target": config.target,
         "xla": config.jit_compile,
         "max_side": config.max_side,
@@ -123,59 +120,3 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "warmup_buckets": sorted({config.bucket_of(*size) for size in warmup_sizes} - {None}),
         "training": metadata,
     }
-
-
-def _pause_for_tests(tmp_dir: Path) -> None:
-    seconds = os.environ.get(PAUSE_ENV)
-    if seconds:
-        print(f"{PAUSE_ENV}: pausing {seconds} s in {tmp_dir}", file=sys.stderr, flush=True)
-        time.sleep(float(seconds))
-
-
-def compare_with_reload(module: StylizeModule, export_dir: str | os.PathLike, image_bytes: list[bytes]) -> dict:
-    """Reloads an export and runs every signature beside the in-memory module on the same inputs.
-
-    Args:
-        module: the in-memory module the export was made from (or an equivalent one).
-        export_dir: the version directory.
-        image_bytes: encoded images, any sizes; the tensor signature gets the first one.
-
-    Returns:
-        {signature name: max abs difference}, in 8-bit levels of the decoded PNGs for
-        the byte signatures and in float [0, 255] units for stylize_tensor;
-        infinity where an output's shape differs.
-    """
-    loaded = tf.saved_model.load(str(export_dir))
-    batch = tf.constant(image_bytes)
-    count = len(image_bytes)
-    first = tf.io.decode_image(image_bytes[0], channels=3, expand_animations=False)
-    inputs = {
-        keys.SERVING_DEFAULT: {keys.IMAGE_BYTES: batch},
-        keys.SERVING_NOXLA: {keys.IMAGE_BYTES: batch},
-        keys.STYLIZE_CONTROLS: {keys.IMAGE_BYTES: batch,
-                                keys.STRENGTH: tf.linspace(1.0, 0.25, count),
-                                keys.PRESERVE_COLOR: tf.constant([i % 2 == 1 for i in range(count)])},
-        keys.STYLIZE_TENSOR: {keys.IMAGES: tf.cast(first, tf.float32)[None]},
-    }
-    differences = {}
-    for name, arguments in inputs.items():
-        expected = getattr(module, name)(**arguments)
-        reloaded = loaded.signatures[name](**arguments)
-        output_key = keys.STYLIZED_IMAGES if name == keys.STYLIZE_TENSOR else keys.STYLIZED_IMAGE_BYTES
-        if name == keys.STYLIZE_TENSOR:
-            pairs = [(expected[output_key].numpy(), reloaded[output_key].numpy())]
-        else:
-            pairs = [(_png_pixels(a), _png_pixels(b)) for a, b in zip(expected[output_key].numpy(),
-                                                                      reloaded[output_key].numpy())]
-        differences[name] = max(_max_difference(a, b) for a, b in pairs)
-    return differences
-
-
-def _png_pixels(data: bytes) -> np.ndarray:
-    return tf.io.decode_png(data).numpy().astype(np.float64)
-
-
-def _max_difference(a: np.ndarray, b: np.ndarray) -> float:
-    if a.shape != b.shape:
-        return float("inf")
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))

@@ -1,36 +1,29 @@
 """Signature and tensor key names of impasto's SavedModels: the contract between export, server and clients.
 
 Imported by `impasto.export`, `impasto.serving` and every client; never spell
-these strings anywhere else.
+these strings anywhere else. `SIGNATURES` is the one table of the four signatures
+(keys, dtypes, shapes, meaning): the exporter builds its input signatures from it,
+the client checks a server's metadata against it, and docs/serving.md shows it
+(`signature_table_markdown`; a test holds the two equal).
 """
+
+from dataclasses import dataclass
 
 PREDICT_METHOD_NAME = "tensorflow/serving/predict"
 
-# Signatures.
+# Signatures and tensor keys; `SIGNATURES` below says what each is.
 SERVING_DEFAULT = "serving_default"
-"""Encoded images in, PNG bytes out; the network XLA-compiled in a GPU-target export only."""
 SERVING_NOXLA = "serving_noxla"
-"""Same as SERVING_DEFAULT, never XLA-compiled (a GPU-target export on a server without XLA flags)."""
 STYLIZE_TENSOR = "stylize_tensor"
-"""float32 [N, H, W, 3] in [0, 255] in and out, for same-size batches."""
 STYLIZE_CONTROLS = "stylize_controls"
-"""SERVING_DEFAULT plus STRENGTH and PRESERVE_COLOR inputs."""
 
-# Inputs.
 IMAGE_BYTES = "image_bytes"
-"""tf.string [N]: encoded JPEG, PNG, GIF (first frame) or BMP images, each of any size."""
 IMAGES = "images"
-"""float32 [N, H, W, 3], RGB in [0, 255]."""
 STRENGTH = "strength"
-"""float32 [N]: 0..1, blend from the content (0) to the full style (1)."""
 PRESERVE_COLOR = "preserve_color"
-"""bool [N]: keep the content's colours, stylize the luminance only."""
 
-# Outputs.
-STYLIZED_IMAGE_BYTES = "stylized_image_bytes"
-"""tf.string [N]: PNG images, each at its input's size (the _bytes suffix makes TF Serving's REST API use base64)."""
+STYLIZED_IMAGE_BYTES = "stylized_image_bytes"  # A _bytes suffix makes TF Serving's REST API use base64.
 STYLIZED_IMAGES = "stylized_images"
-"""float32 [N, H, W, 3], RGB in [0, 255]."""
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 """Name of the warmup record file under assets.extra/, as TF Serving expects."""
@@ -40,3 +33,69 @@ ASSETS_EXTRA = "assets.extra"
 METADATA_FILE = "impasto_export.json"
 """JSON under assets.extra/: style, source, XLA, max side, max pixels and the size buckets of the export."""
 
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One input or output of a signature.
+
+    Attributes:
+        key: the tensor key (the TensorSpec name of an input).
+        dtype: the TensorFlow dtype's name ("string", "float32", "bool").
+        shape: the shape: a number for a fixed size, a letter (N, H, W) for one the caller chooses.
+        meaning: what the values are, for people.
+    """
+
+    key: str
+    dtype: str
+    shape: tuple[int | str, ...]
+    meaning: str
+
+    @property
+    def static_shape(self) -> list[int | None]:
+        """The shape as TensorFlow declares it: None for every size the caller chooses."""
+        return [size if isinstance(size, int) else None for size in self.shape]
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """One signature: its inputs and outputs, in call order, and what it is for."""
+
+    name: str
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    meaning: str
+
+
+_IMAGE_BYTES_IN = TensorInfo(IMAGE_BYTES, "string", ("N",),
+                             "encoded JPEG, PNG, GIF (first frame) or BMP images, each of any size")
+_IMAGES_IN = TensorInfo(IMAGES, "float32", ("N", "H", "W", 3), "RGB in [0, 255]")
+_BYTES_OUT = TensorInfo(STYLIZED_IMAGE_BYTES, "string", ("N",), "PNG images, each at its input's size")
+_IMAGES_OUT = TensorInfo(STYLIZED_IMAGES, "float32", ("N", "H", "W", 3), "RGB in [0, 255]")
+
+SIGNATURES = {signature.name: signature for signature in (
+    SignatureInfo(SERVING_DEFAULT, (_IMAGE_BYTES_IN,), (_BYTES_OUT,),
+                  "encoded images in, PNG out; the network XLA-compiled in a GPU-target export only"),
+    SignatureInfo(SERVING_NOXLA, (_IMAGE_BYTES_IN,), (_BYTES_OUT,),
+                  f"as {SERVING_DEFAULT}, never XLA-compiled (a GPU-target export on a server without XLA flags)"),
+    SignatureInfo(STYLIZE_TENSOR, (_IMAGES_IN,), (_IMAGES_OUT,), "pixels in and out, for same-size batches"),
+    SignatureInfo(STYLIZE_CONTROLS, (
+        _IMAGE_BYTES_IN,
+        TensorInfo(STRENGTH, "float32", ("N",), "0..1, blend from the content (0) to the full style (1)"),
+        TensorInfo(PRESERVE_COLOR, "bool", ("N",), "keep the content's colours, stylize the luminance only"),
+    ), (_BYTES_OUT,), f"{SERVING_DEFAULT} with a per-image style strength and colour preservation"),
+)}
+"""Signature name -> `SignatureInfo`: every signature of an impasto export, all with `PREDICT_METHOD_NAME`."""
+
+
+def signature_table_markdown() -> str:
+    """`SIGNATURES` as the Markdown table docs/serving.md shows (one row per signature)."""
+    def tensors(infos: tuple[TensorInfo, ...]) -> str:
+        return "; ".join(f"`{info.key}`: {info.dtype} [{', '.join(map(str, info.shape))}], {info.meaning}"
+                         for info in infos)
+
+    rows = ["| signature | inputs | outputs | meaning |", "| --- | --- | --- | --- |"]
+    for signature in SIGNATURES.values():
+        rows.append(f"| `{signature.name}` | {tensors(signature.inputs)} | {tensors(signature.outputs)} "
+                    f"| {signature.meaning} |")
+    return "\n".join(rows)

@@ -35,9 +35,9 @@ from impasto import __version__
 from impasto.export.litert_network import TilingStages, litert_network
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.litert_runtime import INPUT_SHAPE, LiteRTStylizer
+from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
-from impasto.model.litert_runtime import INPUT_SHAPE, LiteRTStylizer
-from impasto.model.transformer import TransformerNet
 
 FORMAT = "impasto-litert/1"
 
@@ -193,7 +193,7 @@ def export_litert(network: TransformerNet, metadata: dict, out_dir: str | os.Pat
 
     Args:
         network: the trained transformer.
-        metadata: what `impasto.model.library.load_network` returned with it (style, width).
+        metadata: what `impasto.model.feedforward.bundles.load_network` returned with it (style, width).
         name: the files' name stem.
         variants: keys of `VARIANTS`.
         calibration_images: float32 [H, W, 3] in [0, 255]: int8-full's calibration set, and
@@ -263,8 +263,9 @@ def export_litert(network: TransformerNet, metadata: dict, out_dir: str | os.Pat
 
 
 def convert_tiling_stages(network: TransformerNet, variant: str) -> bytes:
-    """The network's `TilingStages` as one ``.tflite`` flatbuffer with a signature per stage (builtin ops only),
-    for tiled runs of large images (`impasto.model.litert_tiling`); `variant` as in `convert`, except int8-full."""
+    """The network's `TilingStages` as one ``.tflite`` flatbuffer with a signature per stage (builtin ops
+    only), for tiled runs of large images (`impasto.model.feedforward.litert_tiling`); `variant` as in
+    `convert`, except int8-full."""
     if variant not in TILING_VARIANTS:
         raise InvalidInputError(f"no tiling stages for LiteRT variant {variant!r}")
     stages = TilingStages(network.weights_dict())

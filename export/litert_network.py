@@ -27,9 +27,9 @@ end run outside it, on 3-channel images.
 import numpy as np
 import tensorflow as tf
 
-from impasto.model.instance_norm import EPSILON
-from impasto.model.reference_transformer import ConvLayer, ReferenceTransformer, UpsampleLayer
-from impasto.model.transformer import UPSAMPLE_TAPS, block_taps
+from impasto.model.feedforward.instance_norm import EPSILON
+from impasto.model.feedforward.reference_transformer import ConvLayer, ReferenceTransformer, UpsampleLayer
+from impasto.model.feedforward.transformer import UPSAMPLE_TAPS, block_taps
 
 MAX_CONCAT_INPUTS = 4
 """The most inputs of one CONCATENATION that XNNPACK delegates."""
@@ -121,14 +121,15 @@ def litert_network(weights: dict) -> ReferenceTransformer:
 
 
 class TilingStages(tf.Module):
-    """The network cut where `impasto.model.tiling` cuts it, as functions a ``.tflite`` file holds as signatures.
+    """The network cut where `impasto.model.feedforward.tiled_network` cuts it, as functions a ``.tflite``
+    file holds as signatures.
 
     A tiled run normalizes every tile with the statistics of the whole image, which
     the single-signature file cannot take from outside. These stages can: each
     ``encode_K`` / ``decode_K`` takes the tile and the (mean, variance) of the norms
     before layer K and returns layer K's conv output before its norm (for the
     next statistics), or, for the last, the layer output the tiles assemble.
-    `impasto.model.litert_tiling` runs them. Inputs and outputs are float32 NHWC,
+    `impasto.model.feedforward.litert_tiling` runs them. Inputs and outputs are float32 NHWC,
     any size; the statistics float32 [C].
     """
 

@@ -1,6 +1,7 @@
 """The exported `tf.Module`: TensorFlow Serving signatures around one trained `TransformerNet`.
 
-Signatures (names and tensor keys are the constants of `impasto.export.keys`):
+Signatures (names, tensor keys, dtypes and shapes are `impasto.export.keys.SIGNATURES`;
+each method's input signature is built from that table by `input_signature`):
 
 - ``serving_default``: ``image_bytes`` tf.string [N] (JPEG, PNG, GIF first frame or
   BMP, each of any size) -> ``stylized_image_bytes`` tf.string [N], PNG, each at its
@@ -20,7 +21,7 @@ images of one batch may all differ in size):
 
 Images larger than the largest bucket (a side over max_side) or with more than
 tile_pixels pixels run tile by tile instead, at their own size, with instance-norm
-statistics shared by all tiles (`impasto.model.tiling`): no seams, and the same
+statistics shared by all tiles (`impasto.model.feedforward.tiled_network`): no seams, and the same
 result as the whole image would give. With tiling off (tile_pixels None) they are
 scaled down to max_side for the network and the result scaled back up.
 
@@ -55,10 +56,11 @@ import tensorflow as tf
 from impasto.export import keys
 from impasto.model import color
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.padding import mirror_pad
+from impasto.model.feedforward.tiled_network import tiled_function
+from impasto.model.feedforward.transformer import MIN_SIDE, TransformerNet
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
-from impasto.model.padding import mirror_pad
-from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling, tiled_function
-from impasto.model.transformer import MIN_SIDE, TransformerNet
+from impasto.model.tile_grid import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
 
 DEFAULT_LADDER = (256, 384, 512, 768, 1024, 1536, 2048)
 """Bucket sides, in pixels, before `ServingConfig.max_side` caps them."""
@@ -214,6 +216,12 @@ def encode_png(image: tf.Tensor) -> tf.Tensor:
     return tf.io.encode_png(tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8))
 
 
+def input_signature(name: str) -> list[tf.TensorSpec]:
+    """The `tf.function` input signature of the named signature, as `keys.SIGNATURES` declares it."""
+    return [tf.TensorSpec(info.static_shape, tf.as_dtype(info.dtype), name=info.key)
+            for info in keys.SIGNATURES[name].inputs]
+
+
 class _NetworkFunctions:
     """The network as the signatures call it: plain, XLA-compiled and tiled `tf.function`s.
 
@@ -257,24 +265,19 @@ class StylizeModule(tf.Module):
 
     def signatures(self) -> dict:
         """Signature name -> concrete function, for `tf.saved_model.save(..., signatures=...)`."""
-        return {
-            keys.SERVING_DEFAULT: self.serving_default.get_concrete_function(),
-            keys.SERVING_NOXLA: self.serving_noxla.get_concrete_function(),
-            keys.STYLIZE_TENSOR: self.stylize_tensor.get_concrete_function(),
-            keys.STYLIZE_CONTROLS: self.stylize_controls.get_concrete_function(),
-        }
+        return {name: getattr(self, name).get_concrete_function() for name in keys.SIGNATURES}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES)])
+    @tf.function(input_signature=input_signature(keys.SERVING_DEFAULT))
     def serving_default(self, image_bytes: tf.Tensor) -> dict:
         """tf.string [N] encoded images -> {STYLIZED_IMAGE_BYTES: tf.string [N] PNG}."""
         return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._networks.xla)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES)])
+    @tf.function(input_signature=input_signature(keys.SERVING_NOXLA))
     def serving_noxla(self, image_bytes: tf.Tensor) -> dict:
         """`serving_default` with the network run without XLA."""
         return {keys.STYLIZED_IMAGE_BYTES: self._stylize_encoded(image_bytes, self._networks.plain)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name=keys.IMAGES)])
+    @tf.function(input_signature=input_signature(keys.STYLIZE_TENSOR))
     def stylize_tensor(self, images: tf.Tensor) -> dict:
         """float32 [N, H, W, 3] in [0, 255] -> {STYLIZED_IMAGES: float32 [N, H, W, 3] in [0, 255]}."""
         shape = tf.shape(images)
@@ -283,11 +286,7 @@ class StylizeModule(tf.Module):
             images = tf.identity(images)
         return {keys.STYLIZED_IMAGES: self._stylize_pixels(images, self._networks.xla)}
 
-    @tf.function(input_signature=[
-        tf.TensorSpec([None], tf.string, name=keys.IMAGE_BYTES),
-        tf.TensorSpec([None], tf.float32, name=keys.STRENGTH),
-        tf.TensorSpec([None], tf.bool, name=keys.PRESERVE_COLOR),
-    ])
+    @tf.function(input_signature=input_signature(keys.STYLIZE_CONTROLS))
     def stylize_controls(self, image_bytes: tf.Tensor, strength: tf.Tensor, preserve_color: tf.Tensor) -> dict:
         """`serving_default` with a per-image style strength (0..1) and colour preservation."""
         checks = [

@@ -8,21 +8,18 @@
   when batching settings are given, otherwise kept (written with defaults if missing).
 - ``monitoring.config``: text `tensorflow.serving.MonitoringConfig`, Prometheus on.
 
-Every write is atomic (temporary file and rename). The pip package tensorflow-serving-api
-ships ModelServerConfig but not the BatchingParameters or MonitoringConfig protos, so
-when those modules are missing the two messages are defined here from their
-published fields (session_bundle_config.proto, monitoring_config.proto), which
-gives the same text format.
+Every write is atomic (temporary file and rename). The message classes come from
+`impasto.export.tfserving_protos`.
 """
 
-import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from impasto.export.tfserving_protos import message_classes, parse_text_proto
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_write_bytes
 
@@ -35,25 +32,26 @@ TENSORFLOW_PLATFORM = "tensorflow"
 
 @dataclass(frozen=True)
 class BatchingConfig:
-    """Server-side batching of requests (see TF Serving's batching guide).
+    """Server-side batching of requests (see TF Serving's batching guide): the one batching config.
 
-    The byte signatures stylize a batch one image at a time, so batching saves
-    per-request overhead rather than GPU passes; padding batches up to
-    `allowed_batch_sizes` would run the padding images too, so none are set by
-    default.
+    `impasto export` writes it to batching_parameters.txt and both servers read it
+    from there (`impasto serve` with `from_file`). The defaults are TensorFlow
+    Serving's own, which a field the file leaves out means; `EXPORT_BATCHING` is
+    what `impasto export` writes where no flag says otherwise.
 
     Attributes:
         max_batch_size: most requests merged into one run.
         batch_timeout_micros: how long a partial batch waits for more requests.
         num_batch_threads: batches run concurrently.
         max_enqueued_batches: queue length, in batches, before requests are refused.
-        allowed_batch_sizes: optional increasing sizes ending at max_batch_size.
+        allowed_batch_sizes: optional increasing sizes ending at max_batch_size (for
+            tensorflow_model_server; impasto's own batcher runs each batch at its size).
     """
 
-    max_batch_size: int = 8
-    batch_timeout_micros: int = 2000
-    num_batch_threads: int = 2
-    max_enqueued_batches: int = 64
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 1000
+    num_batch_threads: int = os.cpu_count() or 1
+    max_enqueued_batches: int = 100
     allowed_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self):
@@ -64,6 +62,33 @@ class BatchingConfig:
         sizes = list(self.allowed_batch_sizes)
         if sizes and (sizes != sorted(set(sizes)) or sizes[0] < 1 or sizes[-1] != self.max_batch_size):
             raise InvalidInputError(f"allowed batch sizes must increase and end at the max batch size: {sizes}")
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike | None) -> "BatchingConfig":
+        """Reads a batching_parameters.txt as `impasto serve` uses it: its four scalar fields (those it
+        does not set keep the defaults); None or "" gives the defaults.
+
+        Raises:
+            InvalidInputError: the file does not parse or holds a non-positive value.
+        """
+        if not path:
+            return cls()
+        message = parse_text_proto(path, "BatchingParameters")
+        values = {name: getattr(message, name).value for name in _SCALAR_BATCHING_FIELDS if message.HasField(name)}
+        for name, value in values.items():
+            if value < (0 if name == "batch_timeout_micros" else 1):
+                raise InvalidInputError(f"{path}: {name} must be positive, got {value}")
+        return cls(**values)
+
+
+_SCALAR_BATCHING_FIELDS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
+
+EXPORT_BATCHING = BatchingConfig(max_batch_size=8, batch_timeout_micros=2000, num_batch_threads=2,
+                                 max_enqueued_batches=64)
+"""What `impasto export` writes into a new batching_parameters.txt, and its flags' defaults. The byte
+signatures stylize a batch one image at a time, so batching saves per-request overhead rather than
+GPU passes; padding batches up to `allowed_batch_sizes` would run the padding images too, so none
+are set."""
 
 
 def model_entries(models_dir: Path) -> list[str]:
@@ -144,7 +169,7 @@ def write_server_files(models_dir: str | os.PathLike, batching: BatchingConfig |
     Args:
         models_dir: the folder of model directories.
         batching: batching settings; None keeps an existing batching_parameters.txt
-            (a missing one gets `BatchingConfig()`'s defaults).
+            (a missing one gets `EXPORT_BATCHING`).
         serving_base: see `build_models_config`.
         previous: the ModelServerConfig to carry extras over from; default the file's.
     """
@@ -156,51 +181,9 @@ def write_server_files(models_dir: str | os.PathLike, batching: BatchingConfig |
         MONITORING_CONFIG: monitoring_config(),
     }
     if batching is not None or not (models_dir / BATCHING_PARAMETERS).is_file():
-        messages[BATCHING_PARAMETERS] = batching_parameters(batching or BatchingConfig())
+        messages[BATCHING_PARAMETERS] = batching_parameters(batching or EXPORT_BATCHING)
     written = []
     for file_name, message in messages.items():
         atomic_write_bytes(models_dir / file_name, text_format.MessageToString(message).encode())
         written.append(models_dir / file_name)
     return written
-
-
-@functools.cache
-def message_classes() -> dict:
-    """{"BatchingParameters": class, "MonitoringConfig": class} from tensorflow_serving, else defined here."""
-    try:
-        from tensorflow_serving.config import monitoring_config_pb2
-        from tensorflow_serving.servables.tensorflow import session_bundle_config_pb2
-    except ImportError:
-        return _defined_messages()
-    return {"BatchingParameters": session_bundle_config_pb2.BatchingParameters,
-            "MonitoringConfig": monitoring_config_pb2.MonitoringConfig}
-
-
-def _defined_messages() -> dict:
-    """Builds the two messages, field for field as TF Serving declares them, in a private pool."""
-    field = descriptor_pb2.FieldDescriptorProto
-    pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-    file = descriptor_pb2.FileDescriptorProto(name="impasto/tensorflow_serving_subset.proto",
-                                              package="tensorflow.serving", syntax="proto3",
-                                              dependency=[wrappers.name])
-    batching = file.message_type.add(name="BatchingParameters")
-    wrapped = (("max_batch_size", "Int64Value"), ("batch_timeout_micros", "Int64Value"),
-               ("max_enqueued_batches", "Int64Value"), ("num_batch_threads", "Int64Value"),
-               ("thread_pool_name", "StringValue"))
-    for number, (name, wrapper) in enumerate(wrapped, start=1):
-        batching.field.add(name=name, number=number, label=field.LABEL_OPTIONAL, type=field.TYPE_MESSAGE,
-                           type_name=f".google.protobuf.{wrapper}")
-    batching.field.add(name="allowed_batch_sizes", number=6, label=field.LABEL_REPEATED, type=field.TYPE_INT64)
-    batching.field.add(name="pad_variable_length_inputs", number=7, label=field.LABEL_OPTIONAL, type=field.TYPE_BOOL)
-    prometheus = file.message_type.add(name="PrometheusConfig")
-    prometheus.field.add(name="enable", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_BOOL)
-    prometheus.field.add(name="path", number=2, label=field.LABEL_OPTIONAL, type=field.TYPE_STRING)
-    monitoring = file.message_type.add(name="MonitoringConfig")
-    monitoring.field.add(name="prometheus_config", number=1, label=field.LABEL_OPTIONAL, type=field.TYPE_MESSAGE,
-                         type_name=".tensorflow.serving.PrometheusConfig")
-    pool.Add(file)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
-            for name in ("BatchingParameters", "MonitoringConfig")}

@@ -1,5 +1,8 @@
 """TensorFlow Serving warmup records: ``assets.extra/tf_serving_warmup_requests``.
 
+The one module that knows the file: the exporter writes it (`write_warmup_file`),
+and `impasto serve` reads it back (`read_warmup_requests`) to replay at load.
+
 TensorFlow Serving replays these `PredictionLog` records when it loads a version,
 before the version takes traffic. Each is a ``serving_default`` request holding one
 flat grey PNG of a size chosen at export time (``impasto export --warmup-sizes``).
@@ -31,6 +34,13 @@ DEFAULT_WARMUP_SIZES = ((256, 256), (512, 512))
 """(height, width) of the default warmup requests: the graph runtime is built by the first,
 and with the second the buckets of most web-sized photos' thumbnails and previews are compiled."""
 MAX_WARMUP_SIDE = 16384
+MAX_WARMUP_RECORDS = 1000
+"""TF Serving's limit on warmup records per version: later records are not read."""
+
+
+def warmup_path(version_dir: str | os.PathLike) -> Path:
+    """``<version_dir>/assets.extra/tf_serving_warmup_requests``, where TF Serving looks for the records."""
+    return Path(version_dir) / keys.ASSETS_EXTRA / keys.WARMUP_FILE
 
 
 def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
@@ -75,12 +85,17 @@ def write_warmup_file(path: str | os.PathLike, sizes, model_name: str) -> int:
 
 
 def read_warmup_requests(path: str | os.PathLike) -> list[predict_pb2.PredictRequest]:
-    """Parses the record file back into its PredictRequests (raises on a malformed record)."""
+    """Parses the record file back into its PredictRequests: the first `MAX_WARMUP_RECORDS`, as TF Serving does.
+
+    Raises:
+        ValueError: a record holds another kind of log than a PredictLog.
+        tf.errors.DataLossError: the file is not a TFRecord file.
+    """
     requests = []
-    for record in tf.data.TFRecordDataset(str(path)):
+    for index, record in enumerate(tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS)):
         log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
         if not log.HasField("predict_log"):
-            raise ValueError(f"{path}: a warmup record holds {log.WhichOneof('log_type')}, not predict_log")
+            raise ValueError(f"{path}: record {index} is a {log.WhichOneof('log_type')}, only predict is supported")
         requests.append(log.predict_log.request)
     return requests
 

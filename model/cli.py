@@ -10,13 +10,13 @@ from tqdm import tqdm
 from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
-from impasto.model.gatys import GATYS_TILE_PIXELS, GatysConfig, GatysStylizer, Progress
-from impasto.model.gatys_tiling import check_tile_size
-from impasto.model.library import bundled_model_names, load_network
-from impasto.model.optimizers import OptimizerConfig
-from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
-from impasto.model.vgg import VggFeatures
-from impasto.model.weights import load_vgg_weights
+from impasto.model.feedforward.bundles import bundled_model_names, load_network
+from impasto.model.lossnet.vgg import VggFeatures
+from impasto.model.lossnet.weights import load_vgg_weights
+from impasto.model.optimize.gatys import GATYS_TILE_PIXELS, GatysConfig, GatysStylizer, Progress
+from impasto.model.optimize.optimizers import OptimizerConfig
+from impasto.model.optimize.tiled_objective import check_tile_size
+from impasto.model.tile_grid import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,7 +102,7 @@ def run(argv: list[str]) -> int:
 
 
 def _run_fast(args, content_image):
-    from impasto.model.fast import FastStylizer
+    from impasto.model.feedforward.stylizer import FastStylizer
 
     if not args.model:
         raise InvalidInputError("--method fast needs --model (see --list-models)")
@@ -111,7 +111,7 @@ def _run_fast(args, content_image):
     if args.size:
         content_image = image_io.resize_long_side(content_image, args.size)
     if Path(args.model).suffix == ".tflite":
-        from impasto.model.litert_runtime import LiteRTStylizer
+        from impasto.model.feedforward.litert_runtime import LiteRTStylizer
 
         stylizer = LiteRTStylizer(args.model, tiling=_tiling(args, DEFAULT_TILE_PIXELS))
     else:

@@ -3,7 +3,9 @@
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,3 +56,14 @@ def atomic_directory(final_path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+
+
+def pause_for_crash_test(variable: str, where: str | os.PathLike) -> None:
+    """Test hook: when the environment variable `variable` holds a number of seconds, says so on
+    stderr (``<variable>: pausing <seconds> s in <where>``) and sleeps, so that a test can kill
+    this real process midway through a write; unset (always, outside tests) it does nothing.
+    """
+    seconds = os.environ.get(variable)
+    if seconds:
+        print(f"{variable}: pausing {seconds} s in {where}", file=sys.stderr, flush=True)
+        time.sleep(float(seconds))

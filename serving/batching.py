@@ -22,8 +22,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from impasto.export.tfserving_config import BatchingConfig
 from impasto.model.errors import InvalidInputError
-from impasto.serving.config import BatchingOptions
 from impasto.serving.errors import CancelledError, DeadlineExceededError, ResourceExhaustedError, UnavailableError
 from impasto.serving.tensors import Arrays
 
@@ -68,7 +68,7 @@ class Batcher:
         on_batch: called with each executed batch's size (for metrics); optional.
     """
 
-    def __init__(self, run: RunFunction, options: BatchingOptions, on_batch: Callable[[int], None] | None = None):
+    def __init__(self, run: RunFunction, options: BatchingConfig, on_batch: Callable[[int], None] | None = None):
         self._run, self._options, self._on_batch = run, options, on_batch
         self._timeout = options.batch_timeout_micros / 1e6
         self._cond = threading.Condition()

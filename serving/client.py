@@ -24,15 +24,17 @@ from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, predict
 from impasto.export import keys
 
 UNLIMITED_MESSAGES = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
-_BYTES_IO = ({keys.IMAGE_BYTES: types_pb2.DT_STRING}, {keys.STYLIZED_IMAGE_BYTES: types_pb2.DT_STRING})
-EXPECTED_SIGNATURES = {
-    keys.SERVING_DEFAULT: _BYTES_IO,
-    keys.SERVING_NOXLA: _BYTES_IO,
-    keys.STYLIZE_CONTROLS: ({keys.IMAGE_BYTES: types_pb2.DT_STRING, keys.STRENGTH: types_pb2.DT_FLOAT,
-                             keys.PRESERVE_COLOR: types_pb2.DT_BOOL}, {keys.STYLIZED_IMAGE_BYTES: types_pb2.DT_STRING}),
-    keys.STYLIZE_TENSOR: ({keys.IMAGES: types_pb2.DT_FLOAT}, {keys.STYLIZED_IMAGES: types_pb2.DT_FLOAT}),
-}
-"""(inputs, outputs) with their dtypes, by signature; other signature names must look like serving_default."""
+
+
+def expected_tensors(signature: str) -> tuple[dict[str, int], dict[str, int]]:
+    """({input key: DataType}, {output key: DataType}) the client needs, from `keys.SIGNATURES`;
+    a signature name not in the table must look like serving_default."""
+    info = keys.SIGNATURES.get(signature, keys.SIGNATURES[keys.SERVING_DEFAULT])
+
+    def dtypes(infos) -> dict[str, int]:
+        return {tensor.key: tf.as_dtype(tensor.dtype).as_datatype_enum for tensor in infos}
+
+    return dtypes(info.inputs), dtypes(info.outputs)
 
 
 class ServerMismatchError(RuntimeError):
@@ -135,7 +137,7 @@ class StylizeClient:
             offered = ", ".join(sorted(name for name in signatures.signature_def if not name.startswith("__")))
             raise ServerMismatchError(f"{where} has no signature {self.signature!r} (it has: {offered})")
         signature_def = signatures.signature_def[self.signature]
-        wanted_inputs, wanted_outputs = EXPECTED_SIGNATURES.get(self.signature, _BYTES_IO)
+        wanted_inputs, wanted_outputs = expected_tensors(self.signature)
         problems = (_compare("input", signature_def.inputs, wanted_inputs, exact=True)
                     + _compare("output", signature_def.outputs, wanted_outputs, exact=False))
         if problems:

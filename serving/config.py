@@ -1,62 +1,20 @@
 """The server's text-proto configuration files, read as tensorflow_model_server reads them.
 
-`models.config` is a `tensorflow.serving.ModelServerConfig` (shipped with
-tensorflow-serving-api). BatchingParameters and MonitoringConfig come from
-`impasto.export.tfserving_config`, which writes those files. SSLConfig is not
-shipped either; it is declared here with TF Serving's field names. All are
-parsed by protobuf's own text format: a file written for tensorflow_model_server
-works unchanged, and an unknown field is an error.
+`models.config` is a `tensorflow.serving.ModelServerConfig`; BatchingParameters,
+MonitoringConfig and SSLConfig files hold the messages of the same names. All the
+classes come from `impasto.export.tfserving_protos` and are parsed by protobuf's own
+text format (`parse_text_proto`): a file written for tensorflow_model_server works
+unchanged, and an unknown field is an error.
 """
 
-import dataclasses
-import functools
 import os
 from pathlib import Path
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from impasto.export.tfserving_config import PROMETHEUS_PATH, message_classes
+from impasto.export.tfserving_config import PROMETHEUS_PATH
+from impasto.export.tfserving_protos import parse_text_proto
 from impasto.model.errors import InvalidInputError
-
-
-@functools.cache
-def _ssl_config_class() -> type:
-    """tensorflow.serving.SSLConfig (ssl_config.proto): four scalar fields, in a private pool."""
-    field = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(name="impasto/ssl_config.proto", package="tensorflow.serving",
-                                               syntax="proto3")
-    message = proto.message_type.add(name="SSLConfig")
-    for number, (name, kind) in enumerate([("server_key", field.TYPE_STRING), ("server_cert", field.TYPE_STRING),
-                                           ("custom_ca", field.TYPE_STRING), ("client_verify", field.TYPE_BOOL)], 1):
-        message.field.add(name=name, number=number, label=field.LABEL_OPTIONAL, type=kind)
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.SSLConfig"))
-
-
-def parse_text_proto(path: str | os.PathLike, message_name: str):
-    """Reads a text-format file into a fresh message of the named type.
-
-    Args:
-        path: the file.
-        message_name: "ModelServerConfig", "BatchingParameters", "MonitoringConfig" or "SSLConfig".
-
-    Raises:
-        InvalidInputError: the file is missing or does not parse.
-    """
-    classes = {"ModelServerConfig": model_server_config_pb2.ModelServerConfig, "SSLConfig": _ssl_config_class(),
-               **message_classes()}
-    message_class = classes[message_name]
-    try:
-        text = Path(path).read_text()
-    except OSError as error:
-        raise InvalidInputError(f"{path}: cannot read {message_name} ({error.strerror})") from None
-    try:
-        return text_format.Parse(text, message_class())
-    except text_format.ParseError as error:
-        raise InvalidInputError(f"{path}: Error parsing text-format {message_class.DESCRIPTOR.full_name}: "
-                                f"{error}") from None
 
 
 def parse_channel_arguments(text: str) -> list[tuple[str, int | str]]:
@@ -115,33 +73,6 @@ def check_model_server_config(config: model_server_config_pb2.ModelServerConfig,
                                     f"{Path(entry.base_path).resolve()}, outside the model root "
                                     f"{Path(model_root).resolve()} (see --model_root)")
         seen.add(entry.name)
-
-
-@dataclasses.dataclass(frozen=True)
-class BatchingOptions:
-    """The batching parameters impasto uses, with TF Serving's defaults."""
-
-    max_batch_size: int = 32
-    batch_timeout_micros: int = 1000
-    num_batch_threads: int = os.cpu_count() or 1
-    max_enqueued_batches: int = 100
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike | None) -> "BatchingOptions":
-        """Reads a batching_parameters.txt; fields it does not set keep their defaults.
-
-        Raises:
-            InvalidInputError: the file does not parse or holds a non-positive value.
-        """
-        if not path:
-            return cls()
-        message = parse_text_proto(path, "BatchingParameters")
-        values = {field.name: getattr(message, field.name).value
-                  for field in dataclasses.fields(cls) if message.HasField(field.name)}
-        for name, value in values.items():
-            if value < (0 if name == "batch_timeout_micros" else 1):
-                raise InvalidInputError(f"{path}: {name} must be positive, got {value}")
-        return cls(**values)
 
 
 def prometheus_path(path: str | os.PathLike | None) -> str | None:

@@ -20,19 +20,17 @@ import tensorflow as tf
 from google.protobuf import text_format
 from google.protobuf.message import DecodeError
 from tensorflow.core.protobuf import saved_model_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, prediction_log_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2
 
 from impasto.export import keys
+from impasto.export.tfserving_config import BatchingConfig
+from impasto.export.warmup import read_warmup_requests, warmup_path
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
 from impasto.serving.batching import Batcher
-from impasto.serving.config import BatchingOptions
 from impasto.serving.errors import CancelledError, DeadlineExceededError, ModelError, SignatureNotFoundError, grpc_code
 from impasto.serving.session_model import SERVE_TAG, SessionModel
 from impasto.serving.tensors import Arrays
-
-MAX_WARMUP_RECORDS = 1000
-"""TF Serving's limit on warmup records per version."""
 
 
 class Servable:
@@ -51,7 +49,7 @@ class Servable:
         on_batch: called with the size of every batch the batcher runs (for metrics).
     """
 
-    def __init__(self, name: str, version: int, path: str | os.PathLike, batching: BatchingOptions | None = None,
+    def __init__(self, name: str, version: int, path: str | os.PathLike, batching: BatchingConfig | None = None,
                  max_batch_size: int | None = None, on_batch: Callable[[int], None] | None = None):
         self.name, self.version, self.path = name, version, Path(path)
         self._max_batch_size = max_batch_size
@@ -160,23 +158,20 @@ class Servable:
         Raises:
             RuntimeError: a record is not a PredictLog, or a request fails.
         """
-        path = self.path / "assets.extra" / keys.WARMUP_FILE
+        path = warmup_path(self.path)
         if not path.exists():
             return 0
-        count = 0
-        for record in tf.data.TFRecordDataset(str(path)).take(MAX_WARMUP_RECORDS):
-            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
-            if log.WhichOneof("log_type") != "predict_log":
-                raise RuntimeError(
-                    f"{path}: record {count} is a {log.WhichOneof('log_type')}, only predict is supported")
-            request = log.predict_log.request
+        try:
+            requests = read_warmup_requests(path)
+        except ValueError as error:
+            raise RuntimeError(str(error)) from None
+        for count, request in enumerate(requests):
             inputs = {key: tensors.from_tensor_proto(key, proto) for key, proto in request.inputs.items()}
             try:
                 self.predict(request.model_spec.signature_name, inputs)
             except Exception as error:
                 raise RuntimeError(f"warmup request {count} from {path} failed: {error}") from None
-            count += 1
-        return count
+        return len(requests)
 
 
 def _read_saved_model(path: Path) -> saved_model_pb2.SavedModel:

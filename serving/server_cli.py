@@ -17,6 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
+from impasto.export.tfserving_config import BatchingConfig
+from impasto.export.tfserving_protos import parse_text_proto
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
 from impasto.serving import config as config_files
@@ -91,7 +93,7 @@ def _model_config(args: argparse.Namespace):
     if bool(args.model_config_file) == bool(args.model_base_path):
         raise InvalidInputError("give exactly one of --model_config_file and --model_base_path")
     if args.model_config_file:
-        config = config_files.parse_text_proto(args.model_config_file, "ModelServerConfig")
+        config = parse_text_proto(args.model_config_file, "ModelServerConfig")
         return config, Path(args.model_root or Path(args.model_config_file).parent).resolve()
     if not Path(args.model_base_path).is_dir():
         raise InvalidInputError(f"--model_base_path {args.model_base_path}: no such directory")
@@ -107,7 +109,7 @@ def _watch_config_file(path: str, interval: float, registry: Registry, stop: thr
         try:
             text = Path(path).read_text()
             if text != last:
-                registry.reload_config(config_files.parse_text_proto(path, "ModelServerConfig"))
+                registry.reload_config(parse_text_proto(path, "ModelServerConfig"))
                 LOG.info("applied the changed model config %s", path)
             last = text
         except (OSError, InvalidInputError) as error:
@@ -127,7 +129,7 @@ def run(argv: list[str]) -> int:
         if getattr(args, flag) < 0:
             raise InvalidInputError(f"--{flag} must be 0 (no limit) or positive")
     model_config, model_root = _model_config(args)
-    batching = config_files.BatchingOptions.from_file(args.batching_parameters_file) if args.enable_batching else None
+    batching = BatchingConfig.from_file(args.batching_parameters_file) if args.enable_batching else None
     metrics_path = config_files.prometheus_path(args.monitoring_config_file)
     limits = Limits(args.max_request_bytes, args.max_request_batch_size, args.request_timeout_seconds,
                     args.max_image_pixels)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import grpc
 
+from impasto.export.tfserving_protos import parse_text_proto
 from impasto.model.errors import InvalidInputError
-from impasto.serving import config as config_files
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +74,7 @@ def from_flags(ssl_config_file: str | None, cert_file: str | None, key_file: str
     if ssl_config_file and any(plain):
         raise InvalidInputError("give --ssl_config_file or the --ssl_*_file flags, not both")
     if ssl_config_file:
-        ssl_config = config_files.parse_text_proto(ssl_config_file, "SSLConfig")
+        ssl_config = parse_text_proto(ssl_config_file, "SSLConfig")
         if not ssl_config.server_key or not ssl_config.server_cert:
             raise InvalidInputError(f"{ssl_config_file}: server_key and server_cert are required")
         return TlsFiles(ssl_config.server_key.encode(), ssl_config.server_cert.encode(),

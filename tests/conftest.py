@@ -3,7 +3,6 @@
 import os
 import shutil
 import signal
-import sys
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -11,11 +10,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 from impasto.model import image_io  # noqa: E402
+from impasto.testing import ServerProcess  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "tests" / "data"
 _PHOTOS = ("chelsea.png", "coffee.png", "rocket.png", "fruits.png", "koala.png", "puppy.png")
-IMPASTO_COMMAND = (sys.executable, "-m", "impasto")  # The `impasto` command of the Python running the tests.
 
 
 def as_foreground_process() -> None:
@@ -53,14 +52,14 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_vgg_weights():
     """A random VGG16 with 1/8 of the channels: fast plumbing tests of everything that uses the loss network."""
-    from impasto.model.vgg import random_vgg_weights
+    from impasto.testing import random_vgg_weights
 
     return random_vgg_weights(channels_divisor=8, seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_vgg(tiny_vgg_weights):
-    from impasto.model.vgg import VggFeatures
+    from impasto.model.lossnet.vgg import VggFeatures
 
     return VggFeatures(tiny_vgg_weights)
 
@@ -68,7 +67,7 @@ def tiny_vgg(tiny_vgg_weights):
 @pytest.fixture(scope="session")
 def tiny_vgg_file(tmp_path_factory, tiny_vgg_weights) -> Path:
     """`tiny_vgg_weights` saved as a converted .npz, for --vgg-weights and subprocesses."""
-    from impasto.model.weights import save_vgg_weights
+    from impasto.model.lossnet.weights import save_vgg_weights
 
     path = tmp_path_factory.mktemp("vgg") / "tiny_vgg.npz"
     save_vgg_weights(tiny_vgg_weights, path)
@@ -77,14 +76,14 @@ def tiny_vgg_file(tmp_path_factory, tiny_vgg_weights) -> Path:
 
 @pytest.fixture(scope="session")
 def imagenet_weights():
-    from impasto.model.weights import load_vgg_weights
+    from impasto.model.lossnet.weights import load_vgg_weights
 
     return load_vgg_weights("imagenet")
 
 
 @pytest.fixture(scope="session")
 def imagenet_vgg(imagenet_weights):
-    from impasto.model.vgg import VggFeatures
+    from impasto.model.lossnet.vgg import VggFeatures
 
     return VggFeatures(imagenet_weights)
 
@@ -105,7 +104,7 @@ def photo_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def export_network():
     """A randomly initialised TransformerNet at width 0.125 (fixed seed)."""
-    from impasto.model.transformer import TransformerNet
+    from impasto.model.feedforward.transformer import TransformerNet
 
     return TransformerNet(width=0.125, seed=0)
 
@@ -152,7 +151,7 @@ def exported(tmp_path_factory, export_network, export_config) -> dict:
 @pytest.fixture(scope="session")
 def export_bundle(tmp_path_factory, export_network) -> Path:
     """The session network saved as a .npz bundle (float16 weights) with its .json."""
-    from impasto.model.library import write_bundle
+    from impasto.model.feedforward.bundles import write_bundle
 
     path = tmp_path_factory.mktemp("bundle") / "tiny.npz"
     write_bundle(export_network, {"width": 0.125, "style": "test"}, path)
@@ -172,58 +171,6 @@ def serving_version_dir(tmp_path_factory, export_network) -> Path:
     models_dir = tmp_path_factory.mktemp("serving_models")
     return export_model(export_network, {"width": 0.125, "style": "test"}, models_dir / "tiny", 1, config,
                         warmup_sizes=((64, 64),))
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class ServerProcess:
-    """A real `impasto serve` subprocess on free loopback ports; its log goes to `log_path`."""
-
-    def __init__(self, args: list[str], log_path: Path, rest: bool = True):
-        import subprocess
-
-        self.port, self.rest_port = free_port(), (free_port() if rest else 0)
-        self.target, self.rest_url = f"127.0.0.1:{self.port}", f"http://127.0.0.1:{self.rest_port}"
-        self.log_path = log_path
-        command = [*IMPASTO_COMMAND, "serve", "--port", str(self.port),
-                   "--rest_api_port", str(self.rest_port), *args]
-        with open(log_path, "wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = 120.0) -> "ServerProcess":
-        """Waits for the "serving models" line; fails with the log if the process exits first."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while "serving models" not in self.log():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise AssertionError(f"impasto serve did not start (exit {self.process.returncode}):\n{self.log()}")
-            time.sleep(0.1)
-        return self
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM, then the exit code (SIGKILL after `timeout` seconds)."""
-        import subprocess
-
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,8 @@ from conftest import REPO_ROOT
 BENCH_SCRIPTS = sorted(path.name for path in (REPO_ROOT / "bench").glob("*.py")
                        if path.name not in ("common.py", "harness.py", "bad_input_probes.py"))
 
-pytestmark = pytest.mark.subprocess
 
-
+@pytest.mark.subprocess
 @pytest.mark.parametrize("script", BENCH_SCRIPTS)
 def test_bench_script_answers_help(script):
     finished = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / script), "--help"], capture_output=True,
@@ -25,8 +24,19 @@ def test_bench_script_answers_help(script):
     assert finished.stdout.startswith("usage:")
 
 
+@pytest.mark.subprocess
 def test_a_bench_script_does_not_shadow_a_package_tensorflow_imports():
     """quality.py imports TensorFlow with bench/ first on the path, as every script does."""
     finished = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'bench'); import tensorflow"],
                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
+
+
+@pytest.mark.parametrize("folder", ["bench", "model", "training", "serving", "export"])
+def test_test_helpers_live_in_impasto_testing_only(folder):
+    """bench/ shares helpers with the tests through `impasto.testing`, never tests/; library code imports neither."""
+    for path in (REPO_ROOT / folder).rglob("*.py"):
+        text = path.read_text()
+        assert "conftest" not in text and '"tests")' not in text, path
+        if folder != "bench":
+            assert "impasto.testing" not in text, path

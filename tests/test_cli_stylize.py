@@ -8,7 +8,9 @@ import time
 import pytest
 from PIL import Image
 
-from conftest import IMPASTO_COMMAND, as_foreground_process
+from impasto.testing import IMPASTO_COMMAND
+
+from conftest import as_foreground_process
 
 pytestmark = pytest.mark.subprocess
 
@@ -20,8 +22,8 @@ def _stylize(*args, timeout=300):
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tmp_path_factory):
-    from impasto.model.library import write_bundle
-    from impasto.model.transformer import TransformerNet
+    from impasto.model.feedforward.bundles import write_bundle
+    from impasto.model.feedforward.transformer import TransformerNet
 
     path = tmp_path_factory.mktemp("bundle") / "tiny.npz"
     write_bundle(TransformerNet(width=0.125), {"width": 0.125, "style": "test"}, path)
@@ -73,7 +75,7 @@ def test_unknown_output_extension_is_refused_before_any_work(tmp_path, data_dir)
 
 
 def test_list_models_prints_one_name_a_line():
-    from impasto.model.library import bundled_model_names
+    from impasto.model.feedforward.bundles import bundled_model_names
 
     finished = _stylize("--list-models")
     assert finished.returncode == 0

@@ -13,8 +13,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from impasto.export import keys
 from impasto.model import image_io
 from impasto.serving.client import ServerMismatchError, StylizeClient
-
-from conftest import free_port
+from impasto.testing import free_port
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,7 @@ import pytest
 
 from impasto.model import image_io
 from impasto.serving import client_cli
-
-from conftest import IMPASTO_COMMAND, free_port
+from impasto.testing import IMPASTO_COMMAND, free_port
 
 
 def _photo_tree(root: Path, small_images: dict, data_dir: Path) -> Path:

@@ -11,13 +11,18 @@ import pytest
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from impasto.export import cli, keys, tfserving_config
+from impasto.export import cli, keys, tfserving_config, tfserving_protos
 from impasto.export.exporter import PAUSE_ENV, next_version, version_numbers
-from impasto.export.tfserving_config import BatchingConfig
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes, read_warmup_requests
+from impasto.export.tfserving_config import EXPORT_BATCHING, BatchingConfig
+from impasto.export.warmup import (
+    DEFAULT_WARMUP_SIZES,
+    parse_sizes,
+    read_warmup_requests,
+    warmup_path,
+    write_warmup_file,
+)
 from impasto.model.errors import InvalidInputError
-
-from conftest import IMPASTO_COMMAND
+from impasto.testing import IMPASTO_COMMAND
 
 
 def _export(bundle, models, *extra) -> int:
@@ -71,7 +76,7 @@ def test_exports_number_versions_and_keep_the_server_files_current(tmp_path, cap
     assert default["warmup_sizes"] == [list(size) for size in DEFAULT_WARMUP_SIZES]
     gpu = json.loads((models / "tiny" / "5" / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
     assert gpu["target"] == "gpu" and gpu["xla"] is True and gpu["warmup_sizes"] == [[64, 48], [32, 32]]
-    assert len(read_warmup_requests(models / "tiny" / "5" / keys.ASSETS_EXTRA / keys.WARMUP_FILE)) == 2
+    assert len(read_warmup_requests(warmup_path(models / "tiny" / "5"))) == 2
 
     entries = _models_config(models).model_config_list.config
     assert [(e.name, e.base_path, e.model_platform) for e in entries] == [
@@ -79,11 +84,11 @@ def test_exports_number_versions_and_keep_the_server_files_current(tmp_path, cap
         ("tiny", str((models / "tiny").resolve()), "tensorflow"),
     ]
     batching = text_format.Parse((models / "batching_parameters.txt").read_text(),
-                                 tfserving_config.message_classes()["BatchingParameters"]())
+                                 tfserving_protos.message_classes()["BatchingParameters"]())
     assert batching.max_batch_size.value == 16 and list(batching.allowed_batch_sizes) == [4, 8, 16]
-    assert batching.num_batch_threads.value == BatchingConfig().num_batch_threads
+    assert batching.num_batch_threads.value == EXPORT_BATCHING.num_batch_threads
     monitoring = text_format.Parse((models / "monitoring.config").read_text(),
-                                   tfserving_config.message_classes()["MonitoringConfig"]())
+                                   tfserving_protos.message_classes()["MonitoringConfig"]())
     assert monitoring.prometheus_config.enable and monitoring.prometheus_config.path == "/monitoring/prometheus/metrics"
 
     assert _export(export_bundle, models, "--name", "tiny", "--version", "5") == 2  # Taken.
@@ -186,4 +191,28 @@ def test_no_xla_is_the_cpu_target(tmp_path, export_bundle):
     assert _export(export_bundle, models, "--name", "tiny", "--no-xla", "--warmup-sizes", "") == 0
     metadata = json.loads((models / "tiny" / "1" / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
     assert metadata["target"] == "cpu" and metadata["warmup_sizes"] == []
-    assert read_warmup_requests(models / "tiny" / "1" / keys.ASSETS_EXTRA / keys.WARMUP_FILE) == []
+    assert read_warmup_requests(warmup_path(models / "tiny" / "1")) == []
+
+
+def test_tf_serving_messages_have_one_home_with_tf_servings_names():
+    classes = tfserving_protos.message_classes()
+    assert {name: cls.DESCRIPTOR.full_name for name, cls in classes.items()} == {
+        name: f"tensorflow.serving.{name}" for name in ("ModelServerConfig", "BatchingParameters",
+                                                        "MonitoringConfig", "SSLConfig")}
+    ssl = tfserving_protos.message_classes()["SSLConfig"](server_key="k", client_verify=True)
+    assert [field.name for field in ssl.DESCRIPTOR.fields] == ["server_key", "server_cert", "custom_ca",
+                                                                "client_verify"]
+
+
+def test_warmup_records_other_than_predict_are_refused_by_the_one_reader(tmp_path):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    path = warmup_path(tmp_path / "1")
+    assert path.relative_to(tmp_path).parts == ("1", keys.ASSETS_EXTRA, keys.WARMUP_FILE)
+    write_warmup_file(path, [(4, 6)], "tiny")
+    assert [request.model_spec.signature_name for request in read_warmup_requests(path)] == [keys.SERVING_DEFAULT]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(prediction_log_pb2.PredictionLog(classify_log=prediction_log_pb2.ClassifyLog()).SerializeToString())
+    with pytest.raises(ValueError, match="record 0 is a classify_log, only predict is supported"):
+        read_warmup_requests(path)

@@ -11,10 +11,10 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from impasto.export import keys
-from impasto.export.exporter import compare_with_reload
 from impasto.export.signatures import ServingConfig, StylizeModule
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES, read_warmup_requests, replay
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, read_warmup_requests, replay, warmup_path
 from impasto.model import image_io
+from impasto.testing import compare_with_reload
 
 from conftest import DATA_DIR, XLA_WARMUP_SIZES
 
@@ -93,7 +93,7 @@ def test_version_directory_layout(exported):
     for version_dir in (exported["xla"], exported["noxla"]):
         assert version_dir.name == "1"
         assert (version_dir / "saved_model.pb").is_file() and (version_dir / "variables" / "variables.index").is_file()
-        assert (version_dir / keys.ASSETS_EXTRA / keys.WARMUP_FILE).is_file()
+        assert warmup_path(version_dir).is_file()
         assert [p.name for p in version_dir.parent.iterdir()] == ["1"]  # No temporary directory left behind.
 
 
@@ -177,7 +177,7 @@ def test_saved_model_cli_shows_the_export(exported):
 
 
 def test_gpu_target_warmup_holds_the_chosen_sizes_and_replays(exported, loaded):
-    requests = read_warmup_requests(exported["xla"] / keys.ASSETS_EXTRA / keys.WARMUP_FILE)
+    requests = read_warmup_requests(warmup_path(exported["xla"]))
     sizes = []
     for request in requests:
         assert request.model_spec.name == "tiny" and request.model_spec.signature_name == keys.SERVING_DEFAULT
@@ -190,7 +190,7 @@ def test_gpu_target_warmup_holds_the_chosen_sizes_and_replays(exported, loaded):
 
 
 def test_default_warmup_is_a_few_sizes_not_every_bucket(exported):
-    requests = read_warmup_requests(exported["noxla"] / keys.ASSETS_EXTRA / keys.WARMUP_FILE)
+    requests = read_warmup_requests(warmup_path(exported["noxla"]))
     sizes = [tuple(tf.io.decode_png(tf.make_ndarray(r.inputs[keys.IMAGE_BYTES])[0]).shape[:2]) for r in requests]
     assert sizes == list(DEFAULT_WARMUP_SIZES)
     assert len(sizes) <= 3 < len(ServingConfig().buckets) and max(max(size) for size in sizes) <= 512

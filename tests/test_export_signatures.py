@@ -13,8 +13,8 @@ from impasto.export import keys
 from impasto.export.signatures import ServingConfig, StylizeModule, claimed_pixels, decode
 from impasto.model import color, image_io
 from impasto.model.errors import InvalidInputError
-from impasto.model.fast import FastStylizer
-from impasto.model.tiling import Tiling
+from impasto.model.feedforward.stylizer import FastStylizer
+from impasto.model.tile_grid import Tiling
 
 from conftest import DATA_DIR, load_test_image
 

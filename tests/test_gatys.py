@@ -7,8 +7,8 @@ import pytest
 import tensorflow as tf
 
 from impasto.model import color
-from impasto.model.gatys import GatysConfig, GatysStylizer
-from impasto.model.optimizers import OptimizerConfig
+from impasto.model.optimize.gatys import GatysConfig, GatysStylizer
+from impasto.model.optimize.optimizers import OptimizerConfig
 
 from conftest import load_test_image
 

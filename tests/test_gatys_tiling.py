@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from impasto.model import gatys_tiling
 from impasto.model.errors import InvalidInputError
-from impasto.model.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective
-from impasto.model.gatys_tiling import make_tiled_objective, tiled_features, tiled_grams
-from impasto.model.losses import LossConfig
-from impasto.model.tiling import Tiling
+from impasto.model.lossnet.losses import LossConfig
+from impasto.model.optimize import tiled_objective
+from impasto.model.optimize.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective
+from impasto.model.optimize.tiled_objective import make_tiled_objective, tiled_features, tiled_grams
+from impasto.model.tile_grid import Tiling
+from impasto.testing import IMPASTO_COMMAND
 
-from conftest import IMPASTO_COMMAND, load_test_image
+from conftest import load_test_image
 
 # Layers up to block3 keep the halo at 32 px, so 32 px tiles of a ~150 px image are real tiles.
 LOSS = LossConfig(content_layers=(("block3_conv2", 1.0),),
@@ -35,8 +36,8 @@ def _relative_error(actual, expected) -> float:
 def test_halo_covers_the_deepest_layer(tiny_vgg):
     assert tiny_vgg.receptive_radius("block1_conv1") == 1
     assert tiny_vgg.receptive_radius("block5_conv1") == 73  # 58 from 13 convs, 15 from 4 pools.
-    assert gatys_tiling.vgg_halo(tiny_vgg, ["block1_conv1", "block5_conv1"]) == 80
-    assert gatys_tiling.vgg_halo(tiny_vgg, ["block3_conv2"]) == 32
+    assert tiled_objective.vgg_halo(tiny_vgg, ["block1_conv1", "block5_conv1"]) == 80
+    assert tiled_objective.vgg_halo(tiny_vgg, ["block3_conv2"]) == 32
 
 
 def test_tiled_features_and_grams_equal_whole(tiny_vgg, images):
@@ -75,7 +76,7 @@ def test_tiled_objective_equals_whole_value_gradient_and_terms(tiny_vgg, images)
 def test_a_halo_short_of_the_receptive_field_changes_the_gradient(tiny_vgg, images, monkeypatch):
     content, style = images
     whole, _ = _objectives(tiny_vgg, content, style)
-    monkeypatch.setattr(gatys_tiling, "vgg_halo", lambda vgg, layers: 0)
+    monkeypatch.setattr(tiled_objective, "vgg_halo", lambda vgg, layers: 0)
     _, short = _objectives(tiny_vgg, content, style)
     x = tf.constant(content.reshape(-1))
     assert _relative_error(short(x)[1], whole(x)[1]) > 1e-2
@@ -104,7 +105,7 @@ def test_stylizer_tiles_large_stages_to_the_same_result(tiny_vgg, images):
 @pytest.mark.subprocess
 def test_optimize_tiles_must_be_multiples_of_16(tmp_path, data_dir):
     with pytest.raises(InvalidInputError, match="multiple of 16"):
-        gatys_tiling.check_tile_size(40)
+        tiled_objective.check_tile_size(40)
     out = tmp_path / "out.png"
     finished = subprocess.run([*IMPASTO_COMMAND, "stylize", data_dir / "chelsea.png",
                                "--style", data_dir / "starry_night.png", "--tile", "40", "--out", out],

@@ -12,10 +12,10 @@ from PIL import Image
 from impasto.export import cli as export_cli
 from impasto.export import litert
 from impasto.export.litert_network import litert_network
+from impasto.model.feedforward.litert_runtime import LiteRTStylizer
+from impasto.model.feedforward.reference_transformer import ReferenceTransformer
+from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
-from impasto.model.litert_runtime import LiteRTStylizer
-from impasto.model.reference_transformer import ReferenceTransformer
-from impasto.model.transformer import TransformerNet
 
 from conftest import REPO_ROOT, load_test_image
 
@@ -216,7 +216,7 @@ def test_other_bad_tflite_files_exit_2_with_a_clear_message(tmp_path, data_dir, 
 
 def test_tiled_litert_run_equals_the_whole_image_run(tiny_export, tiny_network):
     """Every tile normalized with the whole image's statistics: 4 x 5 tiles of 32 px give the untiled result."""
-    from impasto.model.litert_tiling import LiteRTStages, litert_tiled_stylize, stages_path
+    from impasto.model.feedforward.litert_tiling import LiteRTStages, litert_tiled_stylize, stages_path
 
     out_dir, results = tiny_export
     model = out_dir / "tiny-float32.tflite"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from impasto.model import losses
+from impasto.model.lossnet import losses
 
 
 def test_gram_matrix_matches_a_hand_computed_value():

@@ -5,7 +5,7 @@ import pytest
 import scipy.optimize
 import tensorflow as tf
 
-from impasto.model.optimizers import Adam, Lbfgs, OptimizerConfig, adam_update, make_optimizer
+from impasto.model.optimize.optimizers import Adam, Lbfgs, OptimizerConfig, adam_update, make_optimizer
 
 
 def _quadratic(size=40, seed=0):

@@ -1,10 +1,10 @@
-"""Padding by gathering (`impasto.model.padding`) against numpy's np.pad, for every rule and odd amounts."""
+"""Padding by gathering (`impasto.model.feedforward.padding`) against numpy's np.pad, for every rule and odd amounts."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from impasto.model import padding
+from impasto.model.feedforward import padding
 
 
 def _image(height: int, width: int) -> np.ndarray:

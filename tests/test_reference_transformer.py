@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from impasto.model.library import load_network
-from impasto.model.reference_transformer import ReferenceTransformer, reflect_pad
-from impasto.model.transformer import TransformerNet
+from impasto.model.feedforward.bundles import load_network
+from impasto.model.feedforward.reference_transformer import ReferenceTransformer, reflect_pad
+from impasto.model.feedforward.transformer import TransformerNet
 
 from conftest import load_test_image
 

@@ -13,10 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorflow_serving.config import file_system_storage_path_source_pb2 as fs_pb2
 
+from impasto.export import tfserving_protos
+from impasto.export.tfserving_config import BatchingConfig
 from impasto.model.errors import InvalidInputError
 from impasto.serving import config, registry, tensors
 from impasto.serving.batching import Batcher
-from impasto.serving.config import BatchingOptions
 from impasto.serving.errors import (
     CancelledError,
     DeadlineExceededError,
@@ -56,7 +57,7 @@ def _submit_concurrently(batcher, requests, deadline=None):
 def test_batcher_splits_combined_outputs_back_to_each_request(requests_data):
     batch_sizes = []
     batcher = Batcher(lambda s, i: (batch_sizes.append(len(i["data"])), _lengths(s, i))[1],
-                      BatchingOptions(max_batch_size=8, batch_timeout_micros=20000, num_batch_threads=2),
+                      BatchingConfig(max_batch_size=8, batch_timeout_micros=20000, num_batch_threads=2),
                       on_batch=lambda size: None)
     requests = [{"data": np.array(items, dtype=object)} for items in requests_data]
     try:
@@ -72,7 +73,7 @@ def test_batcher_splits_combined_outputs_back_to_each_request(requests_data):
 def test_batcher_combines_concurrent_requests_into_fewer_calls():
     calls = []
     batcher = Batcher(lambda s, i: (calls.append(len(i["data"])), _lengths(s, i))[1],
-                      BatchingOptions(max_batch_size=16, batch_timeout_micros=200_000, num_batch_threads=1))
+                      BatchingConfig(max_batch_size=16, batch_timeout_micros=200_000, num_batch_threads=1))
     requests = [{"data": np.array([b"x" * (n + 1)], dtype=object)} for n in range(6)]
     results = _submit_concurrently(batcher, requests)
     batcher.close()
@@ -83,7 +84,7 @@ def test_batcher_combines_concurrent_requests_into_fewer_calls():
 def test_batcher_keeps_float_tensors_of_different_shapes_apart():
     shapes = []
     batcher = Batcher(lambda s, i: (shapes.append(i["x"].shape), {"y": i["x"] * 2})[1],
-                      BatchingOptions(max_batch_size=8, batch_timeout_micros=100_000, num_batch_threads=1))
+                      BatchingConfig(max_batch_size=8, batch_timeout_micros=100_000, num_batch_threads=1))
     requests = [{"x": np.ones((1, 4 + (n % 2), 4, 3), np.float32) * n} for n in range(4)]
     results = [None] * 4
 
@@ -107,7 +108,7 @@ def test_batcher_fails_only_the_request_with_bad_input():
             raise InvalidInputError("corrupt image")
         return _lengths(signature, inputs)
 
-    batcher = Batcher(run, BatchingOptions(max_batch_size=8, batch_timeout_micros=100_000, num_batch_threads=1))
+    batcher = Batcher(run, BatchingConfig(max_batch_size=8, batch_timeout_micros=100_000, num_batch_threads=1))
     requests = [{"data": np.array([item], dtype=object)} for item in (b"good", b"bad", b"fine!")]
     results = _submit_concurrently(batcher, requests)
     batcher.close()
@@ -119,7 +120,7 @@ def test_batcher_fails_only_the_request_with_bad_input():
 def test_batcher_refuses_when_the_queue_is_full_and_when_a_request_is_too_big():
     release = threading.Event()
     batcher = Batcher(lambda s, i: (release.wait(10), _lengths(s, i))[1],
-                      BatchingOptions(max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1,
+                      BatchingConfig(max_batch_size=1, batch_timeout_micros=0, num_batch_threads=1,
                                       max_enqueued_batches=1))
     first = threading.Thread(target=batcher.submit, args=("sig", {"data": np.array([b"a"], dtype=object)}, 1))
     first.start()
@@ -138,7 +139,7 @@ def test_batcher_refuses_when_the_queue_is_full_and_when_a_request_is_too_big():
 
 
 def test_batcher_drops_requests_whose_deadline_passed_while_queued():
-    batcher = Batcher(_lengths, BatchingOptions(max_batch_size=4, batch_timeout_micros=300_000, num_batch_threads=1))
+    batcher = Batcher(_lengths, BatchingConfig(max_batch_size=4, batch_timeout_micros=300_000, num_batch_threads=1))
     with pytest.raises(DeadlineExceededError):
         batcher.submit("sig", {"data": np.array([b"a"], dtype=object)}, 1, deadline=time.monotonic() + 0.05)
     batcher.close()
@@ -147,7 +148,7 @@ def test_batcher_drops_requests_whose_deadline_passed_while_queued():
 def test_batcher_drops_a_cancelled_request_and_runs_the_rest_of_its_batch_without_it():
     sizes, results, cancelled = [], {}, threading.Event()
     batcher = Batcher(lambda s, i: (sizes.append(len(i["data"])), _lengths(s, i))[1],
-                      BatchingOptions(max_batch_size=8, batch_timeout_micros=400_000, num_batch_threads=1))
+                      BatchingConfig(max_batch_size=8, batch_timeout_micros=400_000, num_batch_threads=1))
 
     def one(name: str, event) -> None:
         try:
@@ -246,11 +247,11 @@ def test_config_files_parse_like_tf_serving(tmp_path):
     batching = tmp_path / "batching_parameters.txt"
     batching.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 500 }\n"
                         "# comment\nnum_batch_threads { value: 3 }\n")
-    expected = BatchingOptions(8, 500, 3, BatchingOptions.max_enqueued_batches)
-    assert config.BatchingOptions.from_file(batching) == expected
+    expected = BatchingConfig(8, 500, 3, BatchingConfig.max_enqueued_batches)
+    assert BatchingConfig.from_file(batching) == expected
     batching.write_text("max_batch_sise { value: 8 }\n")
     with pytest.raises(InvalidInputError, match="max_batch_sise"):
-        config.BatchingOptions.from_file(batching)
+        BatchingConfig.from_file(batching)
     monitoring = tmp_path / "monitoring.config"
     monitoring.write_text('prometheus_config { enable: true, path: "/metrics" }\n')
     assert config.prometheus_path(monitoring) == "/metrics"
@@ -259,7 +260,7 @@ def test_config_files_parse_like_tf_serving(tmp_path):
     models = tmp_path / "models.config"
     models.write_text('model_config_list { config { name: "a" base_path: "/x" } config { name: "a" base_path: "/y" } }')
     with pytest.raises(InvalidInputError, match="multiple times"):
-        config.check_model_server_config(config.parse_text_proto(models, "ModelServerConfig"))
+        config.check_model_server_config(tfserving_protos.parse_text_proto(models, "ModelServerConfig"))
 
 
 def test_metrics_render_prometheus_text():
@@ -329,11 +330,14 @@ def test_server_reads_the_files_impasto_export_writes(tmp_path):
     (tmp_path / "starry" / "3" / "saved_model.pb").write_bytes(b"")
     batching = tfserving_config.BatchingConfig(max_batch_size=4, num_batch_threads=1)
     tfserving_config.write_server_files(tmp_path, batching)
-    models = config.parse_text_proto(tmp_path / tfserving_config.MODELS_CONFIG, "ModelServerConfig")
+    models = tfserving_protos.parse_text_proto(tmp_path / tfserving_config.MODELS_CONFIG, "ModelServerConfig")
     config.check_model_server_config(models)
     assert [(m.name, m.base_path) for m in models.model_config_list.config] == [("starry", str(tmp_path / "starry"))]
-    options = config.BatchingOptions.from_file(tmp_path / tfserving_config.BATCHING_PARAMETERS)
+    options = BatchingConfig.from_file(tmp_path / tfserving_config.BATCHING_PARAMETERS)
     assert (options.max_batch_size, options.num_batch_threads) == (4, 1)
+    assert options == batching  # One config: what export writes is what the server reads.
+    tfserving_config.write_server_files(tmp_path, tfserving_config.EXPORT_BATCHING)
+    assert BatchingConfig.from_file(tmp_path / tfserving_config.BATCHING_PARAMETERS) == tfserving_config.EXPORT_BATCHING
     assert config.prometheus_path(tmp_path / tfserving_config.MONITORING_CONFIG) == tfserving_config.PROMETHEUS_PATH
 
 

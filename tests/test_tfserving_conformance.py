@@ -36,7 +36,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from conftest import ServerProcess
+from impasto.testing import ServerProcess
 
 VERSION = models.VERSION
 LABELLED = "saved_model_half_plus_two_2_versions"

@@ -7,14 +7,16 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from impasto.model import tiling
 from impasto.model.errors import InvalidInputError
-from impasto.model.fast import FastStylizer
-from impasto.model.library import load_network
-from impasto.model.tiling import Tiling, seam_ratio, tiled_stylize
-from impasto.model.transformer import TransformerNet
+from impasto.model.feedforward import tiled_network
+from impasto.model.feedforward.bundles import load_network
+from impasto.model.feedforward.stylizer import FastStylizer
+from impasto.model.feedforward.tiled_network import tiled_stylize
+from impasto.model.feedforward.transformer import TransformerNet
+from impasto.model.tile_grid import Tiling
+from impasto.testing import IMPASTO_COMMAND, seam_ratio
 
-from conftest import IMPASTO_COMMAND, load_test_image
+from conftest import load_test_image
 
 # Measured: 8e-4 levels (random network), 3e-3 (bundled model): float rounding only.
 TILED_VS_UNTILED_MAX_ABS = 0.02
@@ -66,14 +68,14 @@ def test_tiled_equals_untiled_inside_a_tf_function(random_network):
 
 def test_halos_are_the_spread_of_the_layers(random_network):
     """Johnson et al.'s encoder spreads a tile edge's wrong values 2 quarter-resolution pixels, the decoder 7 pixels."""
-    assert tiling.encoder_halo(random_network) == 8 and tiling.decoder_halo(random_network) == 2
+    assert tiled_network.encoder_halo(random_network) == 8 and tiled_network.decoder_halo(random_network) == 2
 
 
 @pytest.mark.parametrize("halo, narrower", [("encoder_halo", 4), ("decoder_halo", 1)])
 def test_a_halo_one_step_narrower_breaks_the_equality(random_network, monkeypatch, halo, narrower):
     """The equality above holds because of the halos, not by accident, and the computed halos are the narrowest."""
-    computed = getattr(tiling, halo)(random_network)
-    monkeypatch.setattr(tiling, halo, lambda network: computed - narrower)
+    computed = getattr(tiled_network, halo)(random_network)
+    monkeypatch.setattr(tiled_network, halo, lambda network: computed - narrower)
     image = synthetic_large_image(96, 96)
     assert np.abs(tiled_stylize(random_network, image, 32).numpy() - random_network(image).numpy()).max() > 1.0
 

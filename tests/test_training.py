@@ -12,11 +12,12 @@ import pytest
 import tensorflow as tf
 
 from impasto.model import image_io
+from impasto.testing import IMPASTO_COMMAND
 from impasto.training import data
 from impasto.training.config import TrainConfig, preset
 from impasto.training.trainer import Trainer, TrainingDiverged
 
-from conftest import IMPASTO_COMMAND, load_test_image
+from conftest import load_test_image
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +104,7 @@ _DISTRIBUTED_SCRIPT = textwrap.dedent("""
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from impasto.model.image_io import load_image
-    from impasto.model.weights import load_vgg_weights
+    from impasto.model.lossnet.weights import load_vgg_weights
     from impasto.training import data
     from impasto.training.config import TrainConfig
     from impasto.training.trainer import Trainer, choose_strategy

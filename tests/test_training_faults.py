@@ -14,12 +14,13 @@ import pytest
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.library import BUNDLE_FORMAT
+from impasto.model.feedforward.bundles import BUNDLE_FORMAT
+from impasto.testing import IMPASTO_COMMAND
 from impasto.training import cli, data
 from impasto.training.config import TrainConfig
 from impasto.training.trainer import Trainer
 
-from conftest import IMPASTO_COMMAND, as_foreground_process, load_test_image
+from conftest import as_foreground_process, load_test_image
 
 
 def _train_command(data_dir: Path, photo_dir: Path, run_dir: Path, vgg_file: Path, steps: int,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.library import load_network
+from impasto.model.feedforward.bundles import load_network
 from impasto.training import data
 from impasto.training.config import TrainConfig, preset
 from impasto.training.schedule import learning_rate_at

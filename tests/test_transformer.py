@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.fast import FastStylizer
-from impasto.model.library import BUNDLE_FORMAT, load_network, write_bundle
-from impasto.model.transformer import TransformerNet
+from impasto.model.feedforward.bundles import BUNDLE_FORMAT, load_network, write_bundle
+from impasto.model.feedforward.stylizer import FastStylizer
+from impasto.model.feedforward.transformer import TransformerNet
 
 
 @pytest.fixture(scope="module")

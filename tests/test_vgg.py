@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from impasto.model import image_io
-from impasto.model.vgg import VggFeatures, random_vgg_weights
+from impasto.model.lossnet.vgg import VggFeatures
+from impasto.testing import random_vgg_weights
 
 from conftest import load_test_image
 

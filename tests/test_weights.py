@@ -6,9 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from impasto.model import weights
 from impasto.model.errors import WeightsError
-from impasto.model.vgg import VggFeatures, random_vgg_weights
+from impasto.model.lossnet import weights
+from impasto.model.lossnet.vgg import VggFeatures
+from impasto.testing import random_vgg_weights
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import contextlib
 
 import tensorflow as tf
 
-from impasto.model.optimizers import adam_update
+from impasto.model.optimize.optimizers import adam_update
 
 
 @contextlib.contextmanager
@@ -26,7 +26,7 @@ def first_replica_variables():
 
 
 class Adam(tf.Module):
-    """Adam (Kingma and Ba 2015) with bias correction: `impasto.model.optimizers.adam_update` on each variable.
+    """Adam (Kingma and Ba 2015) with bias correction: `impasto.model.optimize.optimizers.adam_update` on each variable.
 
     Args:
         variables: the variables it updates, in a fixed order.

@@ -10,7 +10,7 @@ from pathlib import Path
 from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
-from impasto.model.weights import load_vgg_weights
+from impasto.model.lossnet.weights import load_vgg_weights
 from impasto.training import data, records
 from impasto.training.config import PRESETS, TrainConfig, preset
 from impasto.training.schedule import SCHEDULES

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field, replace
 
-from impasto.model.losses import LossConfig
+from impasto.model.lossnet.losses import LossConfig
 
 
 @dataclass(frozen=True)

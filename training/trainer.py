@@ -29,12 +29,12 @@ from tqdm import tqdm
 
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.bundles import BUNDLE_FORMAT, check_format, load_bundle_arrays, write_bundle
+from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
-from impasto.model.library import BUNDLE_FORMAT, check_format, load_bundle_arrays, write_bundle
-from impasto.model.losses import gram_matrix, style_transfer_loss
-from impasto.model.transformer import TransformerNet
-from impasto.model.vgg import VggFeatures
-from impasto.model.weights import VggWeights
+from impasto.model.lossnet.losses import gram_matrix, style_transfer_loss
+from impasto.model.lossnet.vgg import VggFeatures
+from impasto.model.lossnet.weights import VggWeights
 from impasto.training import data, records
 from impasto.training.adam import Adam, first_replica_variables
 from impasto.training.config import TrainConfig

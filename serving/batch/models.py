@@ -11,8 +11,8 @@ import tensorflow as tf
 
 from impasto.export import keys
 from impasto.export.exporter import version_numbers
-from impasto.model.fast import FastStylizer
-from impasto.model.library import load_network
+from impasto.model.feedforward.bundles import load_network
+from impasto.model.feedforward.stylizer import FastStylizer
 
 
 class SavedModelStylizer:

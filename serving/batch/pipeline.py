@@ -26,13 +26,14 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
+from impasto.model.files import pause_for_crash_test
 from impasto.serving.batch import paths, records
 from impasto.serving.batch.handler import StylizeModelHandler, StylizeRequest
 
 ASSIGN_MODES = ("each", "random", "hash")
 FORMATS = {"png": "PNG", "jpg": "JPEG"}
 WRITE_DELAY_ENV = "IMPASTO_BATCH_WRITE_DELAY"
-"""Seconds to wait after each output is written: tests use it to kill a job midway."""
+"""Crash-test hook: seconds to wait after each output is written (a test kills a real job midway)."""
 
 
 def model_label(name_or_path: str) -> str:
@@ -177,8 +178,7 @@ class EncodeAndWrite(beam.DoFn):
         paths.write_bytes_atomically(request.output, image_io.encode_image(result.inference, FORMATS[self.job.format]))
         height, width = result.inference.shape[:2]
         milliseconds = request.milliseconds + (time.perf_counter() - started) * 1000.0
-        if os.environ.get(WRITE_DELAY_ENV):
-            time.sleep(float(os.environ[WRITE_DELAY_ENV]))
+        pause_for_crash_test(WRITE_DELAY_ENV, request.output)
         yield {"input": request.input, "output": request.output, "model": request.model, "size": [width, height],
                "ms": round(milliseconds, 1)}
 

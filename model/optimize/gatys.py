@@ -14,11 +14,11 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model import color, image_io
-from impasto.model.gatys_tiling import make_tiled_objective, tiled_features, tiled_grams
-from impasto.model.losses import LossConfig, gram_matrix, style_transfer_loss
-from impasto.model.optimizers import OptimizerConfig, make_optimizer
-from impasto.model.tiling import Tiling
-from impasto.model.vgg import VggFeatures
+from impasto.model.lossnet.losses import LossConfig, gram_matrix, style_transfer_loss
+from impasto.model.lossnet.vgg import VggFeatures
+from impasto.model.optimize.optimizers import OptimizerConfig, make_optimizer
+from impasto.model.optimize.tiled_objective import make_tiled_objective, tiled_features, tiled_grams
+from impasto.model.tile_grid import Tiling
 
 MIN_PYRAMID_SIZE = 64
 
@@ -43,7 +43,7 @@ class GatysConfig:
         seed: seeds the noise init.
         report_every: iterations between progress reports (one graph call each).
         tiling: stages (and style images) above its pixel count run VGG tile by tile
-            (`impasto.model.gatys_tiling`): the same objective, memory bounded by the tile.
+            (`impasto.model.optimize.tiled_objective`): the same objective, memory bounded by the tile.
     """
 
     size: int = 512

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.tiling import Tiling
+from impasto.model.tile_grid import Tiling
 
 INPUT_SHAPE = (1, -1, -1, 3)
 """Every exported file's input and output: [1, H, W, 3] (-1: any size), float32 RGB in [0, 255]."""
@@ -27,7 +27,7 @@ class LiteRTStylizer:
         path: the ``.tflite`` file.
         threads: CPU threads for XNNPACK.
         tiling: when `stylize` runs tile by tile, from the tiling-stages file beside `path`
-            (`impasto.model.litert_tiling`); the result is the same as untiled. Without that
+            (`impasto.model.feedforward.litert_tiling`); the result is the same as untiled. Without that
             file images run whole, unless tiling was asked for (`Tiling.always`): then the
             file is required.
 
@@ -40,7 +40,7 @@ class LiteRTStylizer:
     def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS, tiling: Tiling = Tiling.never()):
         from ai_edge_litert.interpreter import Interpreter
 
-        from impasto.model.litert_tiling import LiteRTStages, stages_path
+        from impasto.model.feedforward.litert_tiling import LiteRTStages, stages_path
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -65,8 +65,8 @@ class LiteRTStylizer:
 
     def stylize(self, image: np.ndarray, strength: float = 1.0, preserve_color: bool = False) -> np.ndarray:
         """Stylizes one float32 [H, W, 3] image in [0, 255], with `FastStylizer`'s output options; the same shape."""
-        from impasto.model.fast import apply_output_controls
-        from impasto.model.litert_tiling import litert_tiled_stylize
+        from impasto.model.feedforward.litert_tiling import litert_tiled_stylize
+        from impasto.model.feedforward.stylizer import apply_output_controls
 
         if self._stages is not None and self.tiling.applies_to(*image.shape[:2]):
             stylized = litert_tiled_stylize(self._stages, image, self.tiling.tile_size)[None]

@@ -10,7 +10,7 @@ so callers always pass images in the pixel contract (RGB float32 [0, 255]).
 import numpy as np
 import tensorflow as tf
 
-from impasto.model.weights import CAFFE, VggWeights, load_vgg_weights
+from impasto.model.lossnet.weights import CAFFE, VggWeights, load_vgg_weights
 
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN_RGB = (0.485, 0.456, 0.406)
@@ -127,23 +127,3 @@ class VggFeatures(tf.Module):
 def layer_stride(layer: str) -> int:
     """Input pixels per activation of `layer` along each axis: ``2 ** (block - 1)``."""
     return 2 ** (layer_order(layer)[0] - 1)
-
-
-def random_vgg_weights(channels_divisor: int = 1, seed: int = 0, convs_per_block=(2, 2, 3, 3, 3)) -> VggWeights:
-    """A randomly initialised VGG (He-normal), for plumbing tests and as the untrained control.
-
-    Args:
-        channels_divisor: divides VGG's channel counts (64..512); 8 gives a tiny, fast network.
-        seed: numpy seed.
-        convs_per_block: (2, 2, 3, 3, 3) is VGG16, (2, 2, 4, 4, 4) VGG19.
-    """
-    rng = np.random.default_rng(seed)
-    layers, channels_in = {}, 3
-    for block, convs in enumerate(convs_per_block, start=1):
-        channels_out = max(1, (64, 128, 256, 512, 512)[block - 1] // channels_divisor)
-        for conv in range(1, convs + 1):
-            std = np.sqrt(2.0 / (9 * channels_in))
-            kernel = rng.normal(0.0, std, (3, 3, channels_in, channels_out)).astype(np.float32)
-            layers[f"block{block}_conv{conv}"] = (kernel, np.zeros(channels_out, np.float32))
-            channels_in = channels_out
-    return VggWeights(layers=layers, preprocessing=CAFFE, description=f"random (seed {seed}, /{channels_divisor})")

@@ -30,22 +30,11 @@ shapes vary).
 """
 
 import math
-from dataclasses import dataclass
 
-import numpy as np
 import tensorflow as tf
 
-from impasto.model.errors import InvalidInputError
-from impasto.model.tiles import assemble_tiles, core_of, read_tile, tile_count
-from impasto.model.transformer import TransformerNet
-
-DEFAULT_TILE_PIXELS = 2048 * 2048
-"""Images with more pixels than this are tiled unless told otherwise."""
-
-DEFAULT_TILE_SIZE = 512
-"""Side, in pixels, of each tile's core (a multiple of 4); each pass adds its halo."""
-
-
+from impasto.model.feedforward.transformer import TransformerNet
+from impasto.model.tile_grid import DEFAULT_TILE_SIZE, Tiling, assemble_tiles, core_of, read_tile, tile_count
 
 # A tile's own edge is padded as if it were the image's edge, so the values near it
 # are wrong, and each layer spreads them further in. A halo as wide as that spread
@@ -82,37 +71,6 @@ def decoder_halo(network: TransformerNet) -> int:
     wrong += network.output_conv.kernel_size // 2
     return math.ceil(wrong / 2 ** len(network.decoder))
 
-
-@dataclass(frozen=True)
-class Tiling:
-    """When and how images are tiled.
-
-    Attributes:
-        tile_pixels: tile images with more pixels than this; None: never (`--no-tile`),
-            0: always (`--tile SIZE`).
-        tile_size: core side of a tile, in pixels (a multiple of 4, at least 16).
-    """
-
-    tile_pixels: int | None = DEFAULT_TILE_PIXELS
-    tile_size: int = DEFAULT_TILE_SIZE
-
-    def __post_init__(self):
-        if self.tile_size < 16 or self.tile_size % 4:
-            raise InvalidInputError(f"tile size must be a multiple of 4 and at least 16 pixels, not {self.tile_size}")
-        if self.tile_pixels is not None and self.tile_pixels < 0:
-            raise InvalidInputError(f"tile pixel threshold must not be negative, not {self.tile_pixels}")
-
-    @classmethod
-    def never(cls) -> "Tiling":
-        return cls(tile_pixels=None)
-
-    @classmethod
-    def always(cls, tile_size: int = DEFAULT_TILE_SIZE) -> "Tiling":
-        return cls(tile_pixels=0, tile_size=tile_size)
-
-    def applies_to(self, height: int, width: int) -> bool:
-        """Whether an image of this size is tiled."""
-        return self.tile_pixels is not None and height * width > self.tile_pixels
 
 
 def tiled_stylize(network: TransformerNet, images: tf.Tensor, tile_size: int = DEFAULT_TILE_SIZE) -> tf.Tensor:
@@ -206,32 +164,3 @@ def _moments_over_tiles(source: tf.Tensor, core: int, halo: int, layer_output, s
     _, count, mean, m2 = tf.while_loop(lambda index, *_: index < rows * columns, combine, (tf.constant(1), *first),
                                        parallel_iterations=1)
     return tf.cast(mean, tf.float32), tf.cast(m2 / count, tf.float32)
-
-
-def seam_ratio(image: np.ndarray, tile_size: int) -> float:
-    """How much tile boundaries stand out: 1.0 means not at all.
-
-    The mean absolute difference between neighbouring pixels across the boundaries
-    of `tile_size` tiles (between columns, and rows, k * tile_size - 1 and k *
-    tile_size), divided by the same mean over the other neighbouring pairs at the
-    same phase modulo gcd(tile_size, 16): the network's stride-4 layers (and VGG's
-    stride-16 ones) make steps vary with the phase, even in an untiled result.
-    Tiles stylized on their own (own statistics, no halo) score well above 1.
-
-    Args:
-        image: [H, W, C] with at least one tile boundary and one pair elsewhere.
-    """
-    image = np.asarray(image, np.float64)
-    period = math.gcd(tile_size, 16)
-    sums, counts = np.zeros(2), np.zeros(2)  # [boundary, elsewhere]
-    for axis in (0, 1):
-        steps = np.abs(np.diff(image, axis=axis)).mean(axis=(1 - axis, 2))  # One value per neighbouring pair.
-        position = np.arange(steps.size)
-        boundary = (position + 1) % tile_size == 0
-        elsewhere = ((position + 1) % period == 0) & ~boundary
-        sums += steps[boundary].sum(), steps[elsewhere].sum()
-        counts += boundary.sum(), elsewhere.sum()
-    if counts.min() == 0:
-        raise ValueError(f"an image of {image.shape[1]}x{image.shape[0]} has no {tile_size}-pixel tile boundary "
-                         f"or no other pair to compare it with")
-    return float((sums[0] / counts[0]) / (sums[1] / counts[1]))

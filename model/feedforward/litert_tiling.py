@@ -1,6 +1,6 @@
 """Seam-free tiled stylization of large images in LiteRT, from a tiling-stages ``.tflite`` file.
 
-`impasto.model.tiling` runs the network piecewise, every tile normalized with the
+`impasto.model.feedforward.tiled_network` runs the network piecewise, every tile normalized with the
 statistics of the whole image; a plain ``.tflite`` file cannot take statistics from
 outside. Its tiling-stages companion (``NAME-VARIANT.tiles.tflite``, written by
 ``impasto export --format tflite`` from `impasto.export.litert_network.TilingStages`)
@@ -16,10 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.litert_runtime import DEFAULT_THREADS
-from impasto.model.reference_transformer import _padded_side, _repeat_last_row_and_column
-from impasto.model.tiling import DEFAULT_TILE_SIZE, tiled_stylize
-from impasto.model.transformer import DECODER_KERNEL, ENCODER_KERNELS, OUTPUT_KERNEL
+from impasto.model.feedforward.litert_runtime import DEFAULT_THREADS
+from impasto.model.feedforward.reference_transformer import _padded_side, _repeat_last_row_and_column
+from impasto.model.feedforward.tiled_network import tiled_stylize
+from impasto.model.feedforward.transformer import DECODER_KERNEL, ENCODER_KERNELS, OUTPUT_KERNEL
+from impasto.model.tile_grid import DEFAULT_TILE_SIZE
 
 STAGES = ("encode_0", "encode_1", "encode_2", "transform", "decode_0", "decode_1", "decode_2")
 """The signatures of a tiling-stages file."""

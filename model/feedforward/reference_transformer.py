@@ -1,6 +1,6 @@
 """Johnson et al.'s transformer network written plainly, layer by layer as the paper draws it.
 
-The same network as `impasto.model.transformer.TransformerNet`, from the same
+The same network as `impasto.model.feedforward.transformer.TransformerNet`, from the same
 weights (its `weights_dict()`), with the same output: that module computes it
 faster on CPU (fused norms, sub-pixel upsampling, blocked last conv);
 tests/test_reference_transformer.py holds the two equal. This form uses only
@@ -22,8 +22,8 @@ ReLU; the block adds its input).
 import numpy as np
 import tensorflow as tf
 
-from impasto.model.instance_norm import EPSILON
-from impasto.model.transformer import MIN_SIDE
+from impasto.model.feedforward.instance_norm import EPSILON
+from impasto.model.feedforward.transformer import MIN_SIDE
 
 
 def reflect_pad(x: tf.Tensor, pad: int) -> tf.Tensor:

@@ -329,7 +329,7 @@ def _read_keras_h5(path: Path) -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    """Converts and hash-checks the default weights once (``python -m impasto.model.weights``)."""
+    """Converts and hash-checks the default weights once (``python -m impasto.model.lossnet.weights``)."""
     weights = load_vgg_weights()
     print(f"VGG weights ready: {weights.description} ({len(weights.layers)} conv layers, {weights.preprocessing})")
 

@@ -21,8 +21,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from impasto.model.instance_norm import Region, instance_norm, scaled_region
-from impasto.model.padding import edge_pad, reflect_indices
+from impasto.model.feedforward.instance_norm import Region, instance_norm, scaled_region
+from impasto.model.feedforward.padding import edge_pad, reflect_indices
 
 MIN_SIDE = 16
 ENCODER_KERNELS = ((9, 1), (3, 2), (3, 2))
@@ -45,7 +45,7 @@ _RESIDUAL_BLOCKS = 5
 
 
 # With a `valid` size (int32 [2], rows and columns; see `TransformerNet.__call__`),
-# the padding helpers below (and `impasto.model.padding`'s index rules) treat the image as
+# the padding helpers below (and `impasto.model.feedforward.padding`'s index rules) treat the image as
 # ending there: whatever lies beyond (bucket padding) is replaced by what padding at that edge would give.
 
 
@@ -244,7 +244,7 @@ class TransformerNet(tf.Module):
         stylized = self.decode(self.transform(encoded, region=region), region=region)
         return stylized[:, :height, :width, :]
 
-    # The stages below let `impasto.model.tiling` run the network piecewise with
+    # The stages below let `impasto.model.feedforward.tiled_network` run the network piecewise with
     # instance-norm statistics shared by all tiles. Each of `encode` and `decode`
     # takes `statistics`, (mean, variance) for its first len(statistics) instance
     # norms (the rest use each image's own), and `stop`: return that layer's

@@ -4,8 +4,9 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model import color
-from impasto.model.tiling import Tiling, tiled_function
-from impasto.model.transformer import TransformerNet
+from impasto.model.feedforward.tiled_network import tiled_function
+from impasto.model.feedforward.transformer import TransformerNet
+from impasto.model.tile_grid import Tiling
 
 # On CPU, batches of images this large (pixels each) run one image at a time: a
 # batch of one keeps the activations in cache and its instance norms need no batch
@@ -22,7 +23,7 @@ class FastStylizer:
         jit_compile: compile the network with XLA (one program per input shape). On
             CPU that is slower: XLA's convolutions run well below oneDNN's. Tiled
             images are never compiled (their loops have varying shapes).
-        tiling: which images run tile by tile (see `impasto.model.tiling`); the
+        tiling: which images run tile by tile (see `impasto.model.feedforward.tiled_network`); the
             result is the same as untiled, with memory bounded by the tile size.
     """
 

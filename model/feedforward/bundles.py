@@ -15,10 +15,10 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
-from impasto.model.transformer import TransformerNet
 
-BUNDLED_DIR = Path(__file__).parent / "bundled"
+BUNDLED_DIR = Path(__file__).parent.parent / "bundled"  # model/bundled/
 # The "format" of bundle .json and model.json files that this version reads and writes.
 BUNDLE_FORMAT = "impasto-transformer/1"
 

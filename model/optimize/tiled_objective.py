@@ -25,7 +25,7 @@ content targets (block4_conv2 is 1/64 of the pixels x 512 channels).
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.losses import (
+from impasto.model.lossnet.losses import (
     LossConfig,
     combine_losses,
     content_loss,
@@ -33,8 +33,8 @@ from impasto.model.losses import (
     style_loss_from_grams,
     total_variation_loss,
 )
-from impasto.model.tiles import assemble_tiles, core_of, read_tile, tile_count
-from impasto.model.vgg import VggFeatures, layer_stride
+from impasto.model.lossnet.vgg import VggFeatures, layer_stride
+from impasto.model.tile_grid import assemble_tiles, core_of, read_tile, tile_count
 
 STRIDE = 16
 """VGG's largest stride: tile cores and halos are multiples of it."""

@@ -3,7 +3,7 @@
 Three ways to get the statistics (each channel's mean and variance):
 
 - each image's own, over all of H and W (training, and stylizing one image whole);
-- given from outside, the same for every tile of an image (`impasto.model.tiling`);
+- given from outside, the same for every tile of an image (`impasto.model.feedforward.tiled_network`);
 - each image's own over a valid region at its top left, when the rest is padding
   (the exported signatures pad images up to a size bucket).
 """
