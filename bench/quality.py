@@ -3,8 +3,8 @@
 For each model and each photo it never trained on: the objective (the model's own
 loss layers and weights, its style image at its training style size, max pooling)
 of the content photo, of the feed-forward output, and of L-BFGS after 50, 100 and
-300 iterations, started from seeded white noise (Johnson et al.'s baseline, Fig. 5)
-and from the content photo (a stronger one). Target: feed-forward <= noise-started
+300 iterations started from seeded white noise (Johnson et al.'s baseline, Fig. 5),
+and after 50 started from the content photo (a stronger one). Target: feed-forward <= noise-started
 L-BFGS-50; stretch: <= noise-started L-BFGS-100.
 
 The L-BFGS runs depend only on the style, the loss settings, the photo and the
@@ -43,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--models", help="comma-separated model names or run dirs (default: every bundled model)")
     parser.add_argument("--sizes", default="256", help="content long sides, e.g. 256")
     parser.add_argument("--large-size", type=int, default=512, help="extra size for the first model (0 = off)")
-    parser.add_argument("--iterations", default="50,100,300", help="L-BFGS checkpoints")
+    parser.add_argument("--iterations", default="50,100,300", help="L-BFGS checkpoints from noise")
+    parser.add_argument("--content-iterations", default="50", help="L-BFGS checkpoints from the content photo")
     parser.add_argument("--max-photos", type=int, default=2, help="photos per model and size")
     parser.add_argument("--starts", default="noise,content", help="L-BFGS starting points: noise, content or both")
     parser.add_argument("--seed", type=int, default=0, help="seeds the white-noise start")
@@ -86,10 +87,11 @@ def objective_function(metadata, vgg, style_image, content):
     return lambda image: float(objective(tf.constant(image.reshape(-1)))[0])
 
 
-def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, starts, seed, cache) -> dict:
+def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, seed, cache) -> dict:
     """Objective values for one photo: content, feed-forward and L-BFGS from each start after each checkpoint.
 
-    `cache` maps a baseline's key (style, loss settings, photo, size, start, seed) to its scores.
+    `checkpoints` maps each start ("noise", "content") to its iteration counts; `cache` maps a
+    baseline's key (style, loss settings, photo, size, start, seed, checkpoints) to its scores.
     """
     loss_config = _loss_config(metadata)
     style_size = metadata["train_config"]["style_size"]
@@ -97,13 +99,13 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
     value = objective_function(metadata, vgg, style_image, content)
     stylized = FastStylizer(network).stylize(content)
     scores = {"content_photo": value(content), "feed_forward": value(stylized)}
-    for start in starts:
+    for start, counts in checkpoints.items():
         key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
-                          size, start, seed, checkpoints])
+                          size, start, seed, counts])
         if key not in cache:
-            cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, checkpoints, start, seed)
+            cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, counts, start, seed)
         scores.update(cache[key])
-        for iterations in checkpoints:
+        for iterations in counts:
             scores[f"feed_forward_over_{start}_{iterations}"] = round(scores["feed_forward"] /
                                                                       scores[f"{start}_lbfgs_{iterations}"], 3)
     return scores
@@ -123,8 +125,8 @@ def main(argv=None) -> dict:
     names = args.models.split(",") if args.models else bundled_model_names()
     photos = held_out_photos(args.photos)[: args.max_photos]
     sizes = [int(s) for s in args.sizes.split(",")]
-    checkpoints = sorted(int(i) for i in args.iterations.split(","))
-    starts = args.starts.split(",")
+    counts = {"noise": args.iterations, "content": args.content_iterations}
+    checkpoints = {start: sorted(int(i) for i in counts[start].split(",")) for start in args.starts.split(",")}
     vgg = VggFeatures(pooling="max")
     cache = _load_cache(args.baseline_cache)
     results = {}
@@ -137,13 +139,13 @@ def main(argv=None) -> dict:
                 _log(f"{name} {size}px {photo_path.name}")
                 key = f"{name}/{size}/{photo_path.stem}"
                 results[key] = score_photo(network, metadata, vgg, style_image, image_io.load_image(photo_path), size,
-                                           checkpoints, starts, args.seed, cache)
+                                           checkpoints, args.seed, cache)
                 _log(json.dumps(results[key]))
                 if args.baseline_cache:
                     atomic_write_bytes(args.baseline_cache, json.dumps(cache, indent=1).encode())
-    first = min(checkpoints)
-    summary = {f"worst_feed_forward_over_{start}_{first}": max(r[f"feed_forward_over_{start}_{first}"]
-                                                                for r in results.values()) for start in starts}
+    summary = {f"worst_feed_forward_over_{start}_{min(counts)}": max(r[f"feed_forward_over_{start}_{min(counts)}"]
+                                                                      for r in results.values())
+               for start, counts in checkpoints.items()}
     summary["results"] = results
     print(json.dumps(summary))
     return summary
