@@ -18,6 +18,8 @@ from impasto.serving.batch.pipeline import WRITE_DELAY_ENV, BatchJob, run_batch
 
 from conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # each test runs a Beam pipeline (5 to 15 s)
+
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 GOOD = {"chelsea.png": "chelsea.png", "nested/coffee.jpg": "coffee.png", "nested/deeper/rocket.png": "rocket.png",
         "nested/deeper/koala.bmp": "koala.png"}

@@ -186,6 +186,7 @@ def test_warmup_sizes_parse_as_height_by_width():
             parse_sizes(bad)
 
 
+@pytest.mark.slow
 def test_no_xla_is_the_cpu_target(tmp_path, export_bundle):
     models = tmp_path / "models"
     assert _export(export_bundle, models, "--name", "tiny", "--no-xla", "--warmup-sizes", "") == 0

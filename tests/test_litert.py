@@ -19,6 +19,8 @@ from impasto.model.files import atomic_write_bytes
 
 from conftest import REPO_ROOT, load_test_image
 
+pytestmark = pytest.mark.slow  # each module fixture converts networks to LiteRT (10 to 20 s)
+
 IMPASTO = str(REPO_ROOT / ".venv" / "bin" / "impasto")
 CALIBRATION_PHOTOS = REPO_ROOT / "data" / "samples" / "photos"
 

@@ -72,6 +72,7 @@ def test_two_workers_each_read_their_own_shards(shards):
         records.worker_records(files, tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=0), 0)
 
 
+@pytest.mark.slow
 def test_train_runs_on_the_shards(shards, tmp_path, data_dir, tiny_vgg_file):
     from impasto.training.cli import run
 

@@ -35,6 +35,7 @@ def test_cosine_schedule_falls_from_the_peak_to_its_floor_at_the_last_step():
     assert max(rates) == pytest.approx(1e-3) and all(math.isfinite(rate) for rate in rates)
 
 
+@pytest.mark.slow
 def test_training_sets_the_scheduled_rate_before_each_step(tmp_path, photo_dir, tiny_vgg_weights):
     config = replace(TrainConfig.tiny(), steps=3, lr_schedule="cosine", learning_rate=1e-3)
     trainer = Trainer(config, load_test_image("starry_night.png"), tmp_path / "run", vgg_weights=tiny_vgg_weights)
@@ -56,6 +57,7 @@ def first_run(tmp_path_factory, photo_dir, tiny_vgg_weights):
     return _train_tiny_bundle(run_dir, photo_dir, tiny_vgg_weights), run_dir / "bundle.npz"
 
 
+@pytest.mark.slow
 def test_a_run_starts_from_a_bundle_and_its_bundle_carries_the_whole_history(tmp_path, photo_dir, tiny_vgg_weights,
                                                                            first_run):
     first, bundle = first_run
@@ -81,6 +83,7 @@ def test_a_run_starts_from_a_bundle_and_its_bundle_carries_the_whole_history(tmp
     assert any(not np.array_equal(random_start[name], value) for name, value in bundled.weights_dict().items())
 
 
+@pytest.mark.slow
 def test_starting_from_a_bundle_of_another_width_is_refused(tmp_path, photo_dir, tiny_vgg_weights, first_run):
     wider = replace(TrainConfig.tiny(), width=0.25)
     trainer = Trainer(wider, load_test_image("starry_night.png"), tmp_path / "second", vgg_weights=tiny_vgg_weights,
@@ -89,6 +92,7 @@ def test_starting_from_a_bundle_of_another_width_is_refused(tmp_path, photo_dir,
         trainer.train(data.list_photos(photo_dir), show_progress=False)
 
 
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_history_and_adds_a_segment(tmp_path, photo_dir, tiny_vgg_weights, first_run):
     shutil.copytree(first_run[1].parent, tmp_path / "run")
     _train_tiny_bundle(tmp_path / "run", photo_dir, tiny_vgg_weights, steps=4)
