@@ -45,13 +45,17 @@ def is_glibc() -> bool:
         return False
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def arena_max() -> int:
     """The arena limit `tune_malloc` sets: one per CPU this process may run on, at least 2."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return max(2, cores)
+    return max(2, usable_cpus())
 
 
 def tune_malloc(environ: Mapping[str, str] = os.environ) -> int | None:

@@ -38,6 +38,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from impasto.model.errors import InvalidInputError
 from impasto.serving.config import check_model_server_config, resolves_inside
 from impasto.serving.errors import NotFoundError
+from impasto.serving.memory import usable_cpus
 from impasto.serving.servable import Servable
 
 LOG = logging.getLogger("impasto.serving")
@@ -47,10 +48,7 @@ UNKNOWN_ERROR_CODE = 2  # tensorflow.error.Code.UNKNOWN
 
 def initial_load_threads() -> int:
     """Threads for the start-up loads: 4 per CPU this process may run on, as TF Serving's ServerCore."""
-    try:
-        return 4 * len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return 4 * (os.cpu_count() or 1)
+    return 4 * usable_cpus()
 
 
 class VersionState:
