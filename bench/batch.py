@@ -117,7 +117,7 @@ def run_client(inputs: Path, out: Path, work: Path, model: str, concurrency: int
     ladder = tuple(sorted({max(16, round(size * fraction / 4) * 4) for fraction in (0.5, 0.75, 1.0)}))
     # Buckets up to the photos' size only (the server warms each up as it loads); no XLA, slower on CPU.
     export_model(network, metadata, work / "models" / "bench", 1,
-                 ServingConfig(max_side=ladder[-1], ladder=ladder, jit_compile=False))
+                 ServingConfig(max_side=ladder[-1], ladder=ladder, target="cpu"))
     process, target = load.start_server(work / "models" / "bench", "bench", None, work / "serve.log")
     try:
         warm = work / "warm"

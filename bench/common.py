@@ -8,7 +8,6 @@ a multiply-add counts as two).
 
 import json
 import math
-import os
 import statistics
 import sys
 import time
@@ -223,25 +222,24 @@ def rss_bytes(pid: int | str = "self") -> int:
 
 
 def environment() -> dict:
-    """Versions and the CPU the numbers were measured on."""
+    """Versions and the CPU the numbers were measured on (its model, vector extensions and CPU count)."""
     import platform
 
     import numpy as np
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
+    from impasto.model.cpu import this_cpu
+
+    cpu = this_cpu()
+    figures = {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
         "numpy": np.__version__,
-        "cpu": cpu,
-        "logical_cpus": len(os.sched_getaffinity(0)),
+        "cpu": cpu.model,
+        "vector_extensions": list(cpu.extensions),
+        "logical_cpus": cpu.logical_cpus,
         "gpus": [device.name for device in tf.config.list_physical_devices("GPU")],
     }
+    if cpu.onednn_max_isa:
+        figures["ONEDNN_MAX_CPU_ISA"] = cpu.onednn_max_isa
+    return figures

@@ -68,16 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def vector_extensions() -> dict:
-    """Whether the CPU has AVX2 and AVX-512 (from /proc/cpuinfo's flags)."""
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return {"avx2": "avx2" in flags, "avx512f": "avx512f" in flags}
-
-
 def square_photo(path: str, side: int) -> np.ndarray:
     """The centre square of the photo, resized to `side`: float32 [side, side, 3] in [0, 255]."""
     photo = image_io.load_image(path)
@@ -99,7 +89,7 @@ def run(args, work_dir: Path) -> dict:
         atomic_write_bytes(path, model)
         stylizers[variant], sizes_bytes[variant] = LiteRTStylizer(path, threads=args.threads), len(model)
     common.log("exporting the SavedModel (no XLA) ...")
-    version_dir = export_model(network, metadata, work_dir / "savedmodel", config=ServingConfig(jit_compile=False),
+    version_dir = export_model(network, metadata, work_dir / "savedmodel", config=ServingConfig(target="cpu"),
                                source=args.model)
     stylize_tensor = tf.saved_model.load(str(version_dir)).signatures[keys.STYLIZE_TENSOR]
 
@@ -135,7 +125,7 @@ def run(args, work_dir: Path) -> dict:
         "bytes": sizes_bytes,
         "sizes": by_size,
         "targets": targets(sizes_bytes, by_size),
-        "environment": {**common.environment(), **vector_extensions(), "ai_edge_litert": _litert_version()},
+        "environment": {**common.environment(), "ai_edge_litert": _litert_version()},
     }
 
 

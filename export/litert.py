@@ -32,9 +32,9 @@ import numpy as np
 import tensorflow as tf
 
 from impasto import __version__
-from impasto.export.litert_network import TilingStages, litert_network
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.litert_network import TilingStages, tflite_converter
 from impasto.model.feedforward.litert_runtime import INPUT_SHAPE, LiteRTStylizer
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
@@ -97,12 +97,6 @@ def psnr(image: np.ndarray, reference: np.ndarray) -> float:
     return float("inf") if error == 0 else float(10.0 * np.log10(255.0 ** 2 / error))
 
 
-def conversion_function(network: TransformerNet) -> tf.types.experimental.ConcreteFunction:
-    """`litert_network` of the network's weights, traced for float32 `INPUT_SHAPE` (any H and W)."""
-    spec = tf.TensorSpec([None if side < 0 else side for side in INPUT_SHAPE], tf.float32, name="images")
-    return tf.function(litert_network(network.weights_dict()), input_signature=[spec]).get_concrete_function()
-
-
 def convert(network: TransformerNet, variant: str, calibration_images: Sequence[np.ndarray] = ()) -> bytes:
     """One variant of the network as a ``.tflite`` flatbuffer (builtin ops only).
 
@@ -113,9 +107,7 @@ def convert(network: TransformerNet, variant: str, calibration_images: Sequence[
     """
     if variant not in VARIANTS:
         raise InvalidInputError(f"unknown LiteRT variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    function = conversion_function(network)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    converter = tflite_converter(network.weights_dict())
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "float16":

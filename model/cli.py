@@ -1,6 +1,7 @@
 """`impasto stylize`: optimization-based (Gatys) or feed-forward (Johnson) stylization of one image."""
 
 import argparse
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -10,6 +11,7 @@ from tqdm import tqdm
 from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_OK, reports_errors
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward import engines
 from impasto.model.feedforward.bundles import bundled_model_names, load_network
 from impasto.model.lossnet.vgg import VggFeatures
 from impasto.model.lossnet.weights import load_vgg_weights
@@ -31,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     fast.add_argument("--model", help="bundled model name, training run directory, .npz bundle, or a .tflite file "
                                       "(run in the LiteRT runtime; see impasto export --format tflite)")
     fast.add_argument("--strength", type=float, default=1.0, help="0..1: blend from the content to the full style")
+    fast.add_argument("--engine", default="auto",
+                      help="what runs a network that is not a .tflite file: auto (default: the fastest on this CPU, "
+                           "timed once and cached), tf (TensorFlow, oneDNN), tf_xla (XLA) or litert (XNNPACK)")
     tiling = parser.add_argument_group("tiling (large images; the result is the same as untiled)")
     tiles = tiling.add_mutually_exclusive_group()
     tiles.add_argument("--tile", type=int, metavar="SIZE",
@@ -110,13 +115,15 @@ def _run_fast(args, content_image):
         raise InvalidInputError(f"--strength must be between 0 and 1, not {args.strength}")
     if args.size:
         content_image = image_io.resize_long_side(content_image, args.size)
+    engines.check_engine(args.engine)
     if Path(args.model).suffix == ".tflite":
         from impasto.model.feedforward.litert_runtime import LiteRTStylizer
 
         stylizer = LiteRTStylizer(args.model, tiling=_tiling(args, DEFAULT_TILE_PIXELS))
     else:
         network, _ = load_network(args.model)
-        stylizer = FastStylizer(network, tiling=_tiling(args, DEFAULT_TILE_PIXELS))
+        report = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
+        stylizer = FastStylizer(network, engine=args.engine, tiling=_tiling(args, DEFAULT_TILE_PIXELS), report=report)
     return stylizer.stylize(content_image, strength=args.strength, preserve_color=args.preserve_color)
 
 

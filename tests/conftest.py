@@ -3,9 +3,13 @@
 import os
 import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The feed-forward engine choice (impasto.model.feedforward.engines) is measured once per test session and cached
+# here, never in the user's ~/.cache, so a run does not depend on what an earlier run measured.
+os.environ["IMPASTO_CACHE_DIR"] = tempfile.mkdtemp(prefix="impasto-test-cache-")
 
 import pytest  # noqa: E402
 

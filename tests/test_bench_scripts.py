@@ -12,7 +12,7 @@ import pytest
 from conftest import REPO_ROOT
 
 BENCH_SCRIPTS = sorted(path.name for path in (REPO_ROOT / "bench").glob("*.py")
-                       if path.name not in ("common.py", "harness.py", "bad_input_probes.py"))
+                       if path.name not in ("common.py", "harness.py", "bad_input_probes.py", "plain_onnx.py"))
 
 
 @pytest.mark.subprocess

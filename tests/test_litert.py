@@ -11,7 +11,7 @@ from PIL import Image
 
 from impasto.export import cli as export_cli
 from impasto.export import litert
-from impasto.export.litert_network import litert_network
+from impasto.model.feedforward.litert_network import litert_network
 from impasto.model.feedforward.litert_runtime import LiteRTStylizer
 from impasto.model.feedforward.reference_transformer import ReferenceTransformer
 from impasto.model.feedforward.transformer import TransformerNet

@@ -24,12 +24,13 @@ class LiteRTStylizer:
     """One ``.tflite`` stylization network in a LiteRT interpreter.
 
     Args:
-        path: the ``.tflite`` file.
+        path: the ``.tflite`` file (with `content`: only the name errors give).
         threads: CPU threads for XNNPACK.
         tiling: when `stylize` runs tile by tile, from the tiling-stages file beside `path`
             (`impasto.model.feedforward.litert_tiling`); the result is the same as untiled. Without that
             file images run whole, unless tiling was asked for (`Tiling.always`): then the
             file is required.
+        content: the file's bytes, already in memory (then images always run whole).
 
     Raises:
         InvalidInputError: the file is missing, not a LiteRT model (malformed or
@@ -37,16 +38,18 @@ class LiteRTStylizer:
             always asked for and the tiling-stages file is missing or bad.
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS, tiling: Tiling = Tiling.never()):
+    def __init__(self, path: str | os.PathLike, threads: int = DEFAULT_THREADS, tiling: Tiling = Tiling.never(),
+                 content: bytes | None = None):
         from ai_edge_litert.interpreter import Interpreter
 
         from impasto.model.feedforward.litert_tiling import LiteRTStages, stages_path
 
         self.path = Path(path)
-        if not self.path.is_file():
+        if content is None and not self.path.is_file():
             raise InvalidInputError(f"{self.path}: no such .tflite file")
         try:
-            self._interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
+            self._interpreter = Interpreter(model_path=None if content else str(self.path), model_content=content,
+                                            num_threads=threads)
         except ValueError as error:
             raise InvalidInputError(f"{self.path}: not a valid LiteRT model ({error}); "
                                     "re-export it with `impasto export --format tflite`") from None
@@ -60,7 +63,8 @@ class LiteRTStylizer:
         self._input, self._output = inputs[0]["index"], outputs[0]["index"]
         self._allocated_shape = None
         self.tiling, self._stages = tiling, None
-        if tiling.tile_pixels == 0 or (tiling.tile_pixels is not None and stages_path(path).is_file()):
+        if content is None and (tiling.tile_pixels == 0 or
+                                (tiling.tile_pixels is not None and stages_path(path).is_file())):
             self._stages = LiteRTStages(stages_path(path), threads)
 
     def stylize(self, image: np.ndarray, strength: float = 1.0, preserve_color: bool = False) -> np.ndarray:

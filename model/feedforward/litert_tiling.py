@@ -3,7 +3,7 @@
 `impasto.model.feedforward.tiled_network` runs the network piecewise, every tile normalized with the
 statistics of the whole image; a plain ``.tflite`` file cannot take statistics from
 outside. Its tiling-stages companion (``NAME-VARIANT.tiles.tflite``, written by
-``impasto export --format tflite`` from `impasto.export.litert_network.TilingStages`)
+``impasto export --format tflite`` from `impasto.model.feedforward.litert_network.TilingStages`)
 holds one signature per stage, and `LiteRTStages` presents them as the stage methods
 `tiling.tiled_stylize` calls, so the tiling, halos and statistics are the TensorFlow
 path's own (run eagerly, each stage in LiteRT with XNNPACK).

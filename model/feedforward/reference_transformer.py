@@ -114,7 +114,7 @@ class ReferenceTransformer(tf.Module):
     Args:
         weights: ``{path: array}`` as `TransformerNet.weights_dict` names them.
         conv_layer: the class of every conv layer: `ConvLayer`, or a subclass that computes
-            its padding, convolution or norm in another form (`impasto.export.litert_network`).
+            its padding, convolution or norm in another form (`impasto.model.feedforward.litert_network`).
         upsample_layer: the class of the decoder's layers, `UpsampleLayer` or a subclass.
 
     Raises:

@@ -1,9 +1,12 @@
 """Feed-forward stylization with a trained `TransformerNet`: one forward pass per image."""
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
 from impasto.model import color
+from impasto.model.feedforward import engines
 from impasto.model.feedforward.tiled_network import tiled_function
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.tile_grid import Tiling
@@ -20,31 +23,49 @@ class FastStylizer:
 
     Args:
         network: a trained transformer.
-        jit_compile: compile the network with XLA (one program per input shape). On
-            CPU that is slower: XLA's convolutions run well below oneDNN's. Tiled
-            images are never compiled (their loops have varying shapes).
+        engine: what runs the network (`impasto.model.feedforward.engines`): ``tf``
+            (TensorFlow with oneDNN, the default), ``tf_xla`` (XLA-compiled, one program per
+            input shape), ``litert`` (LiteRT's XNNPACK) or ``auto``, the fastest on this CPU
+            for each image size as measured once and cached (`engines.choose_engine`). Tiled
+            images always run in TensorFlow without XLA (their loops have varying shapes).
         tiling: which images run tile by tile (see `impasto.model.feedforward.tiled_network`); the
             result is the same as untiled, with memory bounded by the tile size.
+        report: with ``auto``, called with a line when the engines are being timed.
+
+    Raises:
+        InvalidInputError: an unknown engine, or ``litert`` without its runtime.
     """
 
-    def __init__(self, network: TransformerNet, jit_compile: bool = False, tiling: Tiling = Tiling()):
+    def __init__(self, network: TransformerNet, engine: str = "tf", tiling: Tiling = Tiling(),
+                 report: Callable[[str], None] | None = None):
         self.network = network
         self.tiling = tiling
-        self._forward = tf.function(network.__call__, jit_compile=jit_compile,
-                                    input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        self.engine = engines.check_engine(engine)
+        self._choice = engines.choose_engine(network.width, report=report) if engine == engines.AUTO else None
+        self._runners = {}
         self._forward_tiled = tiled_function(network, tiling.tile_size)
         self._split_large_batches = not tf.config.list_logical_devices("GPU")
+
+    def engine_for(self, height: int, width: int) -> str:
+        """The engine that runs an untiled height x width image."""
+        return self._choice.engine_for(height, width) if self._choice else self.engine
+
+    def _forward(self, images: tf.Tensor, engine: str) -> tf.Tensor:
+        if engine not in self._runners:
+            self._runners[engine] = engines.make_runner(engine, self.network)
+        return self._runners[engine](images)
 
     def _run_network(self, images: tf.Tensor) -> tf.Tensor:
         """The network on a batch: tiled, or one image at a time where `ONE_AT_A_TIME_PIXELS` says so."""
         batch, height, width = images.shape[:3]
         if None in (batch, height, width):
-            return self._forward(images)
+            return self._forward(images, "tf" if self.engine == engines.AUTO else self.engine)
         if self.tiling.applies_to(height, width):
             return tf.concat([self._forward_tiled(images[index:index + 1]) for index in range(batch)], axis=0)
+        engine = self.engine_for(height, width)
         if self._split_large_batches and batch > 1 and height * width >= ONE_AT_A_TIME_PIXELS:
-            return tf.concat([self._forward(images[index:index + 1]) for index in range(batch)], axis=0)
-        return self._forward(images)
+            return tf.concat([self._forward(images[index:index + 1], engine) for index in range(batch)], axis=0)
+        return self._forward(images, engine)
 
     def stylize_batch(self, images: tf.Tensor, strength: float = 1.0, preserve_color: bool = False) -> tf.Tensor:
         """Stylizes a same-size batch.
