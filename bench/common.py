@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from impasto.model.timing import time_call  # noqa: F401  (bench scripts call common.time_call)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 """The repository root, found from this file's location (not the working directory)."""
 
@@ -50,13 +52,6 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise ValueError(f"need positive integers separated by commas, got {text!r}")
     return values
-
-
-def time_call(function: Callable[[], object]) -> float:
-    """Seconds one call of `function` takes, by the wall clock."""
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
 
 
 def clocks() -> tuple[float, float]:

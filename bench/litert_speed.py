@@ -9,8 +9,9 @@ side, on a square crop of ``--photo`` resized to that side, it measures
 * ``psnr_db``, ``mean_abs_error``: each variant's output in LiteRT against the SavedModel's ``stylize_tensor``;
 * ``ms``: the median wall time of one image, float32 [1, S, S, 3] in and out: LiteRT
   (XNNPACK, ``--threads`` threads, input tensor resized once beforehand) and the
-  SavedModel's ``stylize_tensor`` signature, called in turn ``--repeats`` times so both
-  see the same machine load; ``speedup`` is TensorFlow's time over the variant's.
+  SavedModel's ``stylize_tensor`` signature, taking turns for ``--repeats`` rounds
+  (`impasto.model.timing.time_in_turn`) so all see the same machine load; ``speedup`` is
+  TensorFlow's time over the variant's.
 
 and checks the issue's targets (``targets``): float16 file <= 1.5 MB, int8 <= 0.8 MB,
 LiteRT float32 at least as fast as TensorFlow at every size, and the fastest variant
@@ -51,6 +52,7 @@ from impasto.model import image_io  # noqa: E402
 from impasto.model.feedforward.bundles import load_network  # noqa: E402
 from impasto.model.feedforward.litert_runtime import LiteRTStylizer  # noqa: E402
 from impasto.model.files import atomic_write_bytes  # noqa: E402
+from impasto.model.timing import time_in_turn  # noqa: E402
 
 DEFAULT_PHOTO = common.REPO_ROOT / "tests" / "data" / "chelsea.png"
 DEFAULT_CALIBRATION = common.REPO_ROOT / "data" / "samples" / "photos"
@@ -105,12 +107,9 @@ def run(args, work_dir: Path) -> dict:
             stylized = np.clip(stylizer.run(image), 0, 255)
             figures[variant] = {"psnr_db": litert.psnr(stylized, expected),
                                 "mean_abs_error": float(np.mean(np.abs(stylized - expected)))}
-        samples = {name: [] for name in [*variants, "tensorflow"]}
         common.log(f"{side} px: timing {args.repeats} rounds ...")
-        for _ in range(args.repeats):
-            for variant, stylizer in stylizers.items():
-                samples[variant].append(common.time_call(functools.partial(stylizer.run, image)))
-            samples["tensorflow"].append(common.time_call(functools.partial(tensorflow, image)))
+        calls = {variant: functools.partial(stylizer.run, image) for variant, stylizer in stylizers.items()}
+        samples = time_in_turn({**calls, "tensorflow": functools.partial(tensorflow, image)}, args.repeats)
         tensorflow_ms = 1000 * statistics.median(samples["tensorflow"])
         for variant in variants:
             figures[variant]["ms"] = 1000 * statistics.median(samples[variant])

@@ -16,9 +16,10 @@ In one run, at each ``--sizes`` side (square images, batch 1) it times
 * and the 3x3 convolution peak of `common.conv_peak_function` (TensorFlow, 128 to 128
   channels on a [4, 128, 128, 128] input; ``--no-conv`` skips it).
 
-Every runner takes its turn in each of ``--repeats`` rounds (so that a busy machine slows
-all alike), after a warm-up call that also checks every output against the plain network in
-TensorFlow. Figures are medians over the rounds. The FLOPs of an image are its convolutions'
+Every runner takes its turn in each of ``--repeats`` rounds, in a shuffled order after a short
+pause (`impasto.model.timing.time_in_turn`: a busy machine slows all alike, and TensorFlow's spinning threads
+do not slow whoever comes next), after a warm-up call that checks every output against the
+first runner's. Figures are medians over the rounds. The FLOPs of an image are its convolutions'
 (``2 * Hout * Wout * k * k * Cin * Cout``, the network's, not an implementation's), and
 ``fraction_of_peak`` is an engine's rate over the conv's rate. Targets (issue 18): ``impasto``
 at or below the fastest peer at 256 and 512 px, and at 512 px at least 0.9 of the conv peak.
@@ -52,6 +53,7 @@ from impasto.model.feedforward.litert_runtime import LiteRTStylizer  # noqa: E40
 from impasto.model.feedforward.reference_transformer import ReferenceTransformer  # noqa: E402
 from impasto.model.feedforward.stylizer import FastStylizer  # noqa: E402
 from impasto.model.feedforward.transformer import MIN_SIDE, TransformerNet  # noqa: E402
+from impasto.model.timing import time_in_turn  # noqa: E402
 
 PEERS = ("onnxruntime", "litert", "tf", "tf_xla")
 TARGET_SIZES = (256, 512)
@@ -165,15 +167,11 @@ def measure(named_runs: dict, conv, flops: int, size: int, repeats: int) -> dict
         output = np.clip(run(images), 0.0, 255.0)
         reference = output if reference is None else reference
         differences[name] = float(np.abs(output - reference).max())
-    seconds = {name: [] for name in named_runs}
-    conv_seconds = []
-    for round_index in range(repeats):
-        if conv is not None:
-            conv_seconds.append(common.time_call(conv[0]))
-        for name, run in named_runs.items():
-            seconds[name].append(common.time_call(functools.partial(run, images)))
-        common.log(f"  {size} px, round {round_index + 1}/{repeats}: "
-                   + ", ".join(f"{name} {values[-1] * 1000:.0f} ms" for name, values in seconds.items()))
+    calls = {name: functools.partial(run, images) for name, run in named_runs.items()}
+    if conv is not None:
+        calls["conv"] = conv[0]
+    seconds = time_in_turn(calls, repeats, log=lambda line: common.log(f"  {size} px, {line}"))
+    conv_seconds = seconds.pop("conv", None)
     conv_gflops = conv[1] / statistics.median(conv_seconds) / 1e9 if conv is not None else None
     result = {"size": size, "gflop_per_image": flops / 1e9, "conv_gflops": conv_gflops, "runners": {}}
     for name, values in seconds.items():

@@ -27,7 +27,7 @@ CALIBRATION_PHOTOS = REPO_ROOT / "data" / "samples" / "photos"
 # Every operator the export may use: all builtins. A Select TF (Flex) op would show as CUSTOM:Flex...
 BUILTIN_OPERATORS = {"ADD", "CONCATENATION", "CONV_2D", "DEPTH_TO_SPACE", "DEQUANTIZE", "FLOOR_DIV", "LOGISTIC",
                      "MAXIMUM", "MEAN", "MUL", "PACK", "QUANTIZE", "RSQRT", "SHAPE", "SQUARED_DIFFERENCE",
-                     "STRIDED_SLICE", "SUB", "TILE"}
+                     "SQUARE", "STRIDED_SLICE", "SUB", "TILE"}
 
 
 def _real_photos() -> list[np.ndarray]:

@@ -22,7 +22,6 @@ import math
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from impasto.model.cpu import this_cpu
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
+from impasto.model.timing import time_in_turn
 
 ENGINES = ("tf", "tf_xla", "litert")
 AUTO = "auto"
@@ -124,7 +124,8 @@ def cache_path() -> Path:
 def measure_engines(width: float, engines: Sequence[str], sides: Sequence[int] = CALIBRATION_SIDES,
                     repeats: int = CALIBRATION_REPEATS) -> dict[int, dict[str, float]]:
     """``{side: {engine: median seconds}}`` of a random network of `width` on a random image, after a warm-up
-    (which traces, compiles or converts); the engines take turns so that each sees the same machine load."""
+    (which traces, compiles or converts); the engines take turns (`impasto.model.timing.time_in_turn`) so that
+    each sees the same machine load."""
     network = TransformerNet(width=width, seed=0)
     runners = {engine: make_runner(engine, network) for engine in engines}
     seconds = {}
@@ -132,12 +133,8 @@ def measure_engines(width: float, engines: Sequence[str], sides: Sequence[int] =
         images = tf.random.stateless_uniform([1, side, side, 3], seed=[side, 0], maxval=255.0)
         for run in runners.values():
             np.asarray(run(images))
-        times = {engine: [] for engine in engines}
-        for _ in range(repeats):
-            for engine, run in runners.items():
-                started = time.perf_counter()
-                np.asarray(run(images))
-                times[engine].append(time.perf_counter() - started)
+        calls = {engine: (lambda run=run, images=images: np.asarray(run(images))) for engine, run in runners.items()}
+        times = time_in_turn(calls, repeats)
         seconds[side] = {engine: statistics.median(values) for engine, values in times.items()}
     return seconds
 
