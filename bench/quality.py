@@ -74,7 +74,12 @@ def lbfgs_baseline(vgg, loss_config, style_image, style_size, content, checkpoin
     started = time.perf_counter()
     GatysStylizer(config, vgg).stylize(content, [style_image],
                                        on_progress=lambda p: reports.setdefault(p.iteration, p.value))
-    scores = {f"{start}_lbfgs_{iterations}": reports.get(iterations) for iterations in checkpoints}
+    # A call may end before the iterations a report asked for (L-BFGS stops where its line search fails), so
+    # each checkpoint takes the first report at or past it; past the last report (stopped early) it has no value.
+    done = sorted(reports)
+    scores = {f"{start}_lbfgs_{iterations}": next((reports[n] for n in done if n >= iterations), None)
+              for iterations in checkpoints}
+    scores[f"{start}_lbfgs_iterations_run"] = done[-1] if done else 0
     scores[f"{start}_lbfgs_seconds"] = round(time.perf_counter() - started, 1)
     return scores
 
@@ -108,8 +113,9 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
             cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, counts, start, seed)
         scores.update(cache[key])
         for iterations in counts:
-            scores[f"feed_forward_over_{start}_{iterations}"] = round(scores["feed_forward"] /
-                                                                      scores[f"{start}_lbfgs_{iterations}"], 3)
+            baseline = scores[f"{start}_lbfgs_{iterations}"]
+            scores[f"feed_forward_over_{start}_{iterations}"] = (None if baseline is None else
+                                                                 round(scores["feed_forward"] / baseline, 3))
     return scores
 
 
@@ -145,9 +151,11 @@ def main(argv=None) -> dict:
                 _log(json.dumps(results[key]))
                 if args.baseline_cache:
                     atomic_write_bytes(args.baseline_cache, json.dumps(cache, indent=1).encode())
-    summary = {f"worst_feed_forward_over_{start}_{min(counts)}": max(r[f"feed_forward_over_{start}_{min(counts)}"]
-                                                                      for r in results.values())
-               for start, counts in checkpoints.items()}
+    summary = {}
+    for start, counts in checkpoints.items():
+        ratios = [r[f"feed_forward_over_{start}_{min(counts)}"] for r in results.values()]
+        known = [ratio for ratio in ratios if ratio is not None]  # None: that L-BFGS run stopped before the count.
+        summary[f"worst_feed_forward_over_{start}_{min(counts)}"] = max(known) if known else None
     summary["results"] = results
     print(json.dumps(summary))
     return summary
