@@ -47,8 +47,10 @@ import numpy as np  # noqa: E402
 import plain_onnx  # noqa: E402  (bench/plain_onnx.py)
 import tensorflow as tf  # noqa: E402
 
+from impasto.model.cpu import usable_cpus  # noqa: E402
 from impasto.model.feedforward import engines  # noqa: E402
 from impasto.model.feedforward.bundles import load_network  # noqa: E402
+from impasto.model.feedforward.litert_network import module_converter  # noqa: E402
 from impasto.model.feedforward.litert_runtime import LiteRTStylizer  # noqa: E402
 from impasto.model.feedforward.reference_transformer import ReferenceTransformer  # noqa: E402
 from impasto.model.feedforward.stylizer import FastStylizer  # noqa: E402
@@ -120,17 +122,14 @@ def build_network(args) -> tuple[TransformerNet, str]:
 
 def _litert_plain(weights: dict):
     """The plain network converted as it stands (no conversion-friendly form), run by LiteRT with XNNPACK."""
-    spec = tf.TensorSpec([1, None, None, 3], tf.float32, name="images")
-    module = ReferenceTransformer(weights)
-    function = tf.function(module, input_signature=[spec]).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function], module)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    interpreter = LiteRTStylizer("<plain network>", threads=len(os.sched_getaffinity(0)), content=converter.convert())
+    content = module_converter(ReferenceTransformer(weights)).convert()
+    interpreter = LiteRTStylizer("<plain network>", threads=usable_cpus(), content=content)
     return lambda images: interpreter.run(images[0])[None]
 
 
-def runners(network: TransformerNet, args) -> tuple[dict, dict, dict]:
-    """``(impasto, peers, notes)``: ``{name: run(images [1, S, S, 3]) -> np.ndarray}`` for each side, and notes."""
+def runners(network: TransformerNet, args) -> tuple[dict, dict, dict, engines.EngineChoice]:
+    """``(impasto, peers, notes, choice)``: ``{name: run(images [1, S, S, 3]) -> np.ndarray}`` for each side,
+    notes, and the engine choice impasto's ``auto`` follows."""
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
     weights = network.weights_dict()
     notes = {}
@@ -154,7 +153,7 @@ def runners(network: TransformerNet, args) -> tuple[dict, dict, dict]:
     except ImportError as error:
         notes["onnxruntime"] = f"skipped: {error.name} is not installed (pip install -r requirements-dev.txt)"
     peers = {name: peers[name] for name in PEERS if name in peers and name not in skip}
-    return impasto, peers, notes
+    return impasto, peers, notes, auto.choice
 
 
 def measure(named_runs: dict, conv, flops: int, size: int, repeats: int) -> dict:
@@ -209,12 +208,11 @@ def main(argv=None) -> dict:
     load_before = os.getloadavg()[0]
     network, description = build_network(args)
     common.log(f"network: {description}")
-    impasto, peers, notes = runners(network, args)
+    impasto, peers, notes, choice = runners(network, args)
     conv = None if args.no_conv else common.conv_peak_function()
     results = []
     for size in args.sizes:
         results.append(measure({**impasto, **peers}, conv, network_flops(network, size, size), size, args.repeats))
-    choice = engines.choose_engine(network.width)
     for result in results:
         result["impasto_engine"] = choice.engine_for(result["size"], result["size"])
     figures = {

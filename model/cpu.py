@@ -45,6 +45,14 @@ class CpuIdentity:
         return " | ".join(parts)
 
 
+def usable_cpus() -> int:
+    """How many CPUs this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def this_cpu(cpuinfo: str | None = None) -> CpuIdentity:
     """The CPU this process runs on (`cpuinfo`: the text of ``/proc/cpuinfo``, read if not given)."""
     if cpuinfo is None:
@@ -61,5 +69,5 @@ def this_cpu(cpuinfo: str | None = None) -> CpuIdentity:
             flags = set(value.split())
             break
     extensions = tuple(label for flag, label in VECTOR_EXTENSIONS.items() if flag in flags)
-    return CpuIdentity(model=model, extensions=extensions, logical_cpus=len(os.sched_getaffinity(0)),
+    return CpuIdentity(model=model, extensions=extensions, logical_cpus=usable_cpus(),
                        onednn_max_isa=os.environ.get("ONEDNN_MAX_CPU_ISA", ""))

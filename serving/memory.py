@@ -32,6 +32,8 @@ import ctypes
 import os
 from collections.abc import Mapping
 
+from impasto.model.cpu import usable_cpus
+
 _M_ARENA_MAX = -8  # mallopt(3) parameter, from <malloc.h>.
 ENVIRONMENT_VARIABLE = "MALLOC_ARENA_MAX"
 _TUNABLE = "glibc.malloc.arena_max"
@@ -43,14 +45,6 @@ def is_glibc() -> bool:
         return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
     except (ValueError, OSError, AttributeError):
         return False
-
-
-def usable_cpus() -> int:
-    """How many CPUs this process may run on (its affinity mask, else the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def arena_max() -> int:

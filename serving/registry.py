@@ -35,10 +35,10 @@ from pathlib import Path
 import tensorflow as tf
 from tensorflow_serving.config import model_server_config_pb2
 
+from impasto.model.cpu import usable_cpus
 from impasto.model.errors import InvalidInputError
 from impasto.serving.config import check_model_server_config, resolves_inside
 from impasto.serving.errors import NotFoundError
-from impasto.serving.memory import usable_cpus
 from impasto.serving.servable import Servable
 
 LOG = logging.getLogger("impasto.serving")

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from impasto.model.cpu import this_cpu
+from impasto.model.cpu import this_cpu, usable_cpus
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
@@ -75,7 +75,7 @@ def make_runner(engine: str, network: TransformerNet) -> Runner:
     from impasto.model.feedforward.litert_network import tflite_converter
     from impasto.model.feedforward.litert_runtime import LiteRTStylizer
 
-    interpreter = LiteRTStylizer(f"<{network.name} in memory>", threads=len(os.sched_getaffinity(0)),
+    interpreter = LiteRTStylizer(f"<{network.name} in memory>", threads=usable_cpus(),
                                  content=tflite_converter(network.weights_dict()).convert())
 
     def run(images: tf.Tensor) -> tf.Tensor:

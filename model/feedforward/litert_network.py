@@ -116,10 +116,14 @@ class XNNPACKUpsampleLayer(UpsampleLayer):
 
 
 def tflite_converter(weights: dict) -> tf.lite.TFLiteConverter:
-    """A converter of `litert_network` of `weights`, traced for float32 [1, H, W, 3] (any H and W),
-    builtin ops only; as it stands it writes the float32 file (callers add quantization options)."""
+    """A converter of `litert_network` of `weights` (see `module_converter`)."""
+    return module_converter(litert_network(weights))
+
+
+def module_converter(network: tf.Module) -> tf.lite.TFLiteConverter:
+    """A converter of a network module (float32 [1, H, W, 3] -> the same), traced for any H and W, builtin
+    ops only; as it stands it writes the float32 file (callers add quantization options)."""
     spec = tf.TensorSpec([1, None, None, 3], tf.float32, name="images")
-    network = litert_network(weights)
     function = tf.function(network, input_signature=[spec]).get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function], network)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

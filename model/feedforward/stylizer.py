@@ -41,14 +41,15 @@ class FastStylizer:
         self.network = network
         self.tiling = tiling
         self.engine = engines.check_engine(engine)
-        self._choice = engines.choose_engine(network.width, report=report) if engine == engines.AUTO else None
+        self.choice = engines.choose_engine(network.width, report=report) if engine == engines.AUTO else None
+        """With ``auto``, the calibration `engine_for` follows (`engines.EngineChoice`); else None."""
         self._runners = {}
         self._forward_tiled = tiled_function(network, tiling.tile_size)
         self._split_large_batches = not tf.config.list_logical_devices("GPU")
 
     def engine_for(self, height: int, width: int) -> str:
         """The engine that runs an untiled height x width image."""
-        return self._choice.engine_for(height, width) if self._choice else self.engine
+        return self.choice.engine_for(height, width) if self.choice else self.engine
 
     def _forward(self, images: tf.Tensor, engine: str) -> tf.Tensor:
         if engine not in self._runners:
