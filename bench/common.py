@@ -238,3 +238,25 @@ def environment() -> dict:
     if cpu.onednn_max_isa:
         figures["ONEDNN_MAX_CPU_ISA"] = cpu.onednn_max_isa
     return figures
+
+
+def export_for_sizes(model_dir: Path, width: float, source: str | None, sizes: list[int],
+                     tflite_model: bool = False) -> Path:
+    """Exports version 1 of a network of `width` (random weights) or of `source` (a bundled model, run
+    directory or .npz) to `model_dir`, with one size bucket per side in `sizes`, warmed at each; returns
+    `model_dir`."""
+    from impasto.export.exporter import export_model
+    from impasto.export.signatures import ServingConfig
+    from impasto.model.feedforward.bundles import load_network
+    from impasto.model.feedforward.transformer import TransformerNet
+
+    if source:
+        network, metadata = load_network(source)
+    else:
+        network, metadata = TransformerNet(width=width), {"width": width, "style": "random"}
+    config = ServingConfig(max_side=max(sizes), ladder=tuple(sorted(sizes)))
+    log(f"exporting width {metadata['width']} with bucket sides {config.bucket_sides}"
+        f"{' and model.tflite' if tflite_model else ''} ...")
+    export_model(network, metadata, model_dir, 1, config, source=source or "random",
+                 warmup_sizes=tuple((size, size) for size in sizes), tflite_model=tflite_model)
+    return model_dir

@@ -66,24 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def export(args, models_dir: Path) -> Path:
-    """Exports the benchmark network with one bucket per size; returns the model directory."""
-    from impasto.export.exporter import export_model
-    from impasto.export.signatures import ServingConfig
-    from impasto.model.feedforward.bundles import load_network
-    from impasto.model.feedforward.transformer import TransformerNet
-
-    if args.source:
-        network, metadata = load_network(args.source)
-    else:
-        network, metadata = TransformerNet(width=args.width), {"width": args.width, "style": "random"}
-    config = ServingConfig(max_side=max(args.sizes), ladder=tuple(sorted(args.sizes)))
-    common.log(f"exporting width {metadata['width']} with bucket sides {config.bucket_sides} ...")
-    export_model(network, metadata, models_dir / args.model, 1, config, source=args.source or "random",
-                 warmup_sizes=tuple((size, size) for size in args.sizes))
-    return models_dir / args.model
-
-
 def drive(call, clients: int, seconds: float) -> dict:
     """Runs `call()` from `clients` threads for `seconds`; returns throughput, latency and errors."""
     latencies, errors, lock = [], [], threading.Lock()
@@ -122,7 +104,8 @@ def drive(call, clients: int, seconds: float) -> dict:
 
 
 def run(args, work: Path) -> dict:
-    model_dir = Path(args.model_base) / args.model if args.model_base else export(args, work)
+    model_dir = (Path(args.model_base) / args.model if args.model_base
+                 else common.export_for_sizes(work / args.model, args.width, args.source, args.sizes))
     version = max(int(child.name) for child in model_dir.iterdir() if child.name.isdigit())
     photo = image_io.load_image(args.photo)
     images = {size: image_io.encode_image(image_io.resize_image(photo, size, size)) for size in args.sizes}

@@ -3,7 +3,7 @@ files), or LiteRT (TensorFlow Lite) files for phones and small devices.
 
     impasto export RUN_DIR_OR_BUNDLED_NAME --model-base MODELS_DIR --name NAME [--version N]
         [--target cpu|gpu] [--warmup-sizes 256x256,512x512] [--max-side 2048]
-        [--tile-pixels N | --no-tile] [--tile-size 512]
+        [--tile-pixels N | --no-tile] [--tile-size 512] [--tflite-model]
 
 writes MODELS_DIR/NAME/<version>/ atomically and rewrites MODELS_DIR/models.config,
 batching_parameters.txt and monitoring.config. See docs/serving.md.
@@ -20,7 +20,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from impasto.export import exporter, litert, tfserving_config
+from impasto.export import exporter, keys, litert, tfserving_config
 from impasto.export.signatures import CPU_TARGET, TARGETS, ServingConfig
 from impasto.export.tfserving_config import EXPORT_BATCHING, BatchingConfig
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, parse_sizes
@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "XLA-compiled in serving_default (serve with --xla_gpu_compilation_enabled=true)")
     target.add_argument("--no-xla", dest="target", action="store_const", const=CPU_TARGET,
                         help="same as --target cpu")
+    parser.add_argument("--tflite-model", action="store_true",
+                        help="savedmodel, cpu target: also write model.tflite (the network's XNNPACK form, signature "
+                             "stylize_tensor) into the version, for CPUs where LiteRT runs it fastest; servers "
+                             "started with --prefer_tflite_model serve it (docs/serving.md)")
     parser.add_argument("--warmup-sizes", default=",".join(f"{h}x{w}" for h, w in DEFAULT_WARMUP_SIZES),
                         help="HEIGHTxWIDTH,... of the warmup requests the server replays at load "
                              "(default %(default)s; '' for none)")
@@ -116,18 +120,21 @@ def run(argv: list[str]) -> int:
     if models_dir.exists() and not models_dir.is_dir():
         raise InvalidInputError(f"--model-base {models_dir}: not a directory")
     model_dir = models_dir / exporter.check_model_name(args.name)
+    if args.tflite_model and serving.target != CPU_TARGET:
+        raise InvalidInputError("--tflite-model is for CPU servers: leave out --target gpu")
     if args.version is not None and (args.version < 1 or (model_dir / str(args.version)).exists()):
         raise InvalidInputError(f"--version {args.version}: must be a positive integer not already in {model_dir}")
     previous = tfserving_config.read_models_config(models_dir)
     network, metadata = load_network(args.model)
     version_dir = exporter.export_model(network, metadata, model_dir, version=args.version, config=serving,
-                                        source=args.model, warmup_sizes=warmup_sizes)
+                                        source=args.model, warmup_sizes=warmup_sizes,
+                                        tflite_model=args.tflite_model)
     written = tfserving_config.write_server_files(models_dir, batching, args.serving_base_path, previous)
     sides = "/".join(str(side) for side in serving.bucket_sides)
     warmed = ",".join(f"{h}x{w}" for h, w in warmup_sizes) or "none"
     print(f"exported {args.model} as {args.name} version {version_dir.name} to {version_dir} "
           f"(target {serving.target}: {'XLA' if serving.jit_compile else 'no XLA'}; bucket sides {sides}; "
-          f"warmup {warmed})")
+          f"warmup {warmed}{'; with ' + keys.TFLITE_MODEL_FILE if args.tflite_model else ''})")
     print("updated " + ", ".join(str(path) for path in written))
     return EXIT_OK
 

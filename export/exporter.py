@@ -1,7 +1,8 @@
 """A trained network -> ``<models_dir>/<name>/<version>/`` for TensorFlow Serving, atomically.
 
 A version directory holds ``saved_model.pb``, ``variables/`` and ``assets.extra/``
-(``tf_serving_warmup_requests`` and ``impasto_export.json``). It is built in a
+(``tf_serving_warmup_requests`` and ``impasto_export.json``), and with ``tflite_model`` also
+``model.tflite`` (`impasto.export.tflite_model`). It is built in a
 temporary directory beside it whose name starts with a dot, then renamed into place,
 so a server polling ``<name>/`` for numbered versions never sees half a model. A
 killed export leaves only that dot directory behind, which servers ignore.
@@ -17,7 +18,8 @@ import tensorflow as tf
 
 from impasto import __version__
 from impasto.export import keys
-from impasto.export.signatures import ServingConfig, StylizeModule
+from impasto.export.signatures import GPU_TARGET, ServingConfig, StylizeModule
+from impasto.export.tflite_model import write_tflite_model
 from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmup_path, write_warmup_file
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.transformer import TransformerNet
@@ -56,7 +58,7 @@ def next_version(model_dir: str | os.PathLike) -> int:
 
 def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.PathLike, version: int | None = None,
                  config: ServingConfig = ServingConfig(), source: str = "",
-                 warmup_sizes: tuple[tuple[int, int], ...] = DEFAULT_WARMUP_SIZES) -> Path:
+                 warmup_sizes: tuple[tuple[int, int], ...] = DEFAULT_WARMUP_SIZES, tflite_model: bool = False) -> Path:
     """Writes one SavedModel version of `network`.
 
     Args:
@@ -67,13 +69,18 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
         config: input handling and the target (XLA or not) of the signatures.
         source: where the network came from (recorded in the metadata file).
         warmup_sizes: (height, width) of the warmup requests, one each (see `impasto.export.warmup`).
+        tflite_model: also write ``model.tflite``, the network's XNNPACK form, for servers started with
+            ``--prefer_tflite_model`` (CPU target only); the warmup requests then call ``stylize_tensor``.
 
     Returns:
         The version directory.
 
     Raises:
-        InvalidInputError: the version is not positive or already exists.
+        InvalidInputError: the version is not positive or already exists, or a LiteRT model was asked
+            for with the GPU target.
     """
+    if tflite_model and config.target == GPU_TARGET:
+        raise InvalidInputError("model.tflite is for CPU servers: export it with the cpu target")
     model_dir = Path(model_dir)
     name = check_model_name(model_dir.name)
     version = next_version(model_dir) if version is None else version
@@ -86,8 +93,11 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
     try:
         with atomic_directory(final) as tmp_dir:
             tf.saved_model.save(module.saved_root(), str(tmp_dir), signatures=module.signatures())
-            write_warmup_file(warmup_path(tmp_dir), warmup_sizes, name)
-            description = describe(metadata, name, version, config, source, warmup_sizes)
+            warmed = keys.STYLIZE_TENSOR if tflite_model else keys.SERVING_DEFAULT
+            write_warmup_file(warmup_path(tmp_dir), warmup_sizes, name, warmed)
+            if tflite_model:
+                write_tflite_model(network, tmp_dir)
+            description = describe(metadata, name, version, config, source, warmup_sizes, tflite_model)
             metadata_text = json.dumps(description, indent=2, default=str) + "\n"
             (tmp_dir / keys.ASSETS_EXTRA / keys.METADATA_FILE).write_text(metadata_text)
             pause_for_crash_test(PAUSE_ENV, tmp_dir)
@@ -97,7 +107,7 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
 
 
 def describe(metadata: dict, name: str, version: int, config: ServingConfig, source: str,
-             warmup_sizes: tuple[tuple[int, int], ...]) -> dict:
+             warmup_sizes: tuple[tuple[int, int], ...], tflite_model: bool = False) -> dict:
     """The content of ``assets.extra/impasto_export.json``."""
     return {
         "model_name": name,
@@ -117,6 +127,8 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "tile_size": config.tile_size,
         "buckets": [list(bucket) for bucket in config.buckets],
         "warmup_sizes": [list(size) for size in warmup_sizes],
+        "warmup_signature": keys.STYLIZE_TENSOR if tflite_model else keys.SERVING_DEFAULT,
+        "tflite_model": keys.TFLITE_MODEL_FILE if tflite_model else None,
         "warmup_buckets": sorted({config.bucket_of(*size) for size in warmup_sizes} - {None}),
         "training": metadata,
     }

@@ -32,6 +32,9 @@ ASSETS_EXTRA = "assets.extra"
 """Folder of a version directory that TF Serving leaves alone (warmup records, impasto's metadata)."""
 METADATA_FILE = "impasto_export.json"
 """JSON under assets.extra/: style, source, XLA, max side, max pixels and the size buckets of the export."""
+TFLITE_MODEL_FILE = "model.tflite"
+"""The LiteRT form of a version (``impasto export --tflite-model``), at the version directory's top, where
+tensorflow_model_server started with ``--prefer_tflite_model=true`` looks for it; it holds `STYLIZE_TENSOR` only."""
 
 
 

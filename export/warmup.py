@@ -5,7 +5,10 @@ and `impasto serve` reads it back (`read_warmup_requests`) to replay at load.
 
 TensorFlow Serving replays these `PredictionLog` records when it loads a version,
 before the version takes traffic. Each is a ``serving_default`` request holding one
-flat grey PNG of a size chosen at export time (``impasto export --warmup-sizes``).
+flat grey PNG of a size chosen at export time (``impasto export --warmup-sizes``); in an
+export with ``model.tflite`` (`impasto.export.tflite_model`) each is a ``stylize_tensor``
+request instead, the one signature both of the version's forms serve, since TF Serving
+replays the records on whichever form it loaded and a record it cannot run fails the load.
 
 The first record builds the signature's graph runtime, which every size needs; in a
 GPU-target export each record also makes XLA compile the program of its size's
@@ -61,24 +64,30 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(sizes)
 
 
-def warmup_request(height: int, width: int, model_name: str) -> predict_pb2.PredictRequest:
-    """A serving_default request with one flat grey PNG of `height` x `width` pixels."""
+def warmup_request(height: int, width: int, model_name: str,
+                   signature: str = keys.SERVING_DEFAULT) -> predict_pb2.PredictRequest:
+    """A request with one flat grey image of `height` x `width` pixels: a PNG for `keys.SERVING_DEFAULT`,
+    float32 pixels [1, height, width, 3] for `keys.STYLIZE_TENSOR`."""
     image = np.full([height, width, 3], _GREY, np.float32)
-    request = predict_pb2.PredictRequest(
-        model_spec=model_pb2.ModelSpec(name=model_name, signature_name=keys.SERVING_DEFAULT))
-    request.inputs[keys.IMAGE_BYTES].CopyFrom(tf.make_tensor_proto([encode_image(image)], dtype=tf.string))
+    request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature))
+    if signature == keys.SERVING_DEFAULT:
+        request.inputs[keys.IMAGE_BYTES].CopyFrom(tf.make_tensor_proto([encode_image(image)], dtype=tf.string))
+    elif signature == keys.STYLIZE_TENSOR:
+        request.inputs[keys.IMAGES].CopyFrom(tf.make_tensor_proto(image[None]))
+    else:
+        raise ValueError(f"no warmup request for signature {signature!r}")
     return request
 
 
-def write_warmup_file(path: str | os.PathLike, sizes, model_name: str) -> int:
-    """Writes one PredictionLog record per (height, width) in `sizes`; returns how many."""
+def write_warmup_file(path: str | os.PathLike, sizes, model_name: str, signature: str = keys.SERVING_DEFAULT) -> int:
+    """Writes one PredictionLog record per (height, width) in `sizes`, each calling `signature`; returns how many."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with tf.io.TFRecordWriter(str(path)) as writer:
         for height, width in sizes:
-            log = prediction_log_pb2.PredictionLog(
-                predict_log=prediction_log_pb2.PredictLog(request=warmup_request(height, width, model_name)))
+            request = warmup_request(height, width, model_name, signature)
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
             writer.write(log.SerializeToString())
             count += 1
     return count

@@ -6,7 +6,9 @@ runs them, XLA-compiled functions included: a TF1 graph gets the request's tenso
 they are, and impasto's exports are first held to their signature contract (shapes,
 batch size). Other TF2 SavedModels (Keras models, those built under a distribution
 strategy) load with `tf.saved_model.load` and get the request's tensors as their
-signature functions take them.
+signature functions take them. With ``prefer_tflite_model``, a version holding a
+``model.tflite`` is served from that file in LiteRT instead (`tflite_model`), as
+tensorflow_model_server does with ``--prefer_tflite_model=true``.
 """
 
 import os
@@ -25,12 +27,14 @@ from tensorflow_serving.apis import get_model_metadata_pb2
 from impasto.export import keys
 from impasto.export.tfserving_config import BatchingConfig
 from impasto.export.warmup import read_warmup_requests, warmup_path
+from impasto.model.cpu import usable_cpus
 from impasto.model.errors import InvalidInputError
 from impasto.serving import tensors
 from impasto.serving.batching import Batcher
 from impasto.serving.errors import CancelledError, DeadlineExceededError, ModelError, SignatureNotFoundError, grpc_code
 from impasto.serving.session_model import SERVE_TAG, SessionModel
 from impasto.serving.tensors import Arrays
+from impasto.serving.tflite_model import TfLiteModel, tflite_model_path
 
 
 class Servable:
@@ -47,22 +51,35 @@ class Servable:
         batching: batch concurrent requests with these options; None to run each request alone.
         max_batch_size: refuse requests with more examples than this (None: no limit).
         on_batch: called with the size of every batch the batcher runs (for metrics).
+        prefer_tflite_model: serve the version's ``model.tflite``, if it has one, in place of its SavedModel.
+
+    Attributes:
+        form: ``"model.tflite"`` when the version runs from that file, else ``"SavedModel"``.
     """
 
     def __init__(self, name: str, version: int, path: str | os.PathLike, batching: BatchingConfig | None = None,
-                 max_batch_size: int | None = None, on_batch: Callable[[int], None] | None = None):
+                 max_batch_size: int | None = None, on_batch: Callable[[int], None] | None = None,
+                 prefer_tflite_model: bool = False):
         self.name, self.version, self.path = name, version, Path(path)
         self._max_batch_size = max_batch_size
         self._cond = threading.Condition()
         self._in_flight = 0
         started = time.monotonic()
         self.is_impasto_export = (self.path / keys.ASSETS_EXTRA / keys.METADATA_FILE).is_file()
-        saved_model = _read_saved_model(self.path)
-        # impasto's exports and TF1 graphs load as tensorflow_model_server loads them; a session holds about
-        # half the memory `tf.saved_model.load` does for an impasto export (docs/serving.md).
-        in_session = self.is_impasto_export or not _is_tf2(saved_model)
-        self._model = SessionModel(self.path) if in_session else FunctionModel(self.path)
-        self.signature_def_map = _signature_def_map(saved_model)
+        tflite = tflite_model_path(self.path) if prefer_tflite_model else None
+        if tflite is not None:
+            self.form = keys.TFLITE_MODEL_FILE
+            self._model = TfLiteModel(tflite, threads=usable_cpus())
+            signature_defs = self._model.signature_defs
+        else:
+            self.form = "SavedModel"
+            saved_model = _read_saved_model(self.path)
+            # impasto's exports and TF1 graphs load as tensorflow_model_server loads them; a session holds about
+            # half the memory `tf.saved_model.load` does for an impasto export (docs/serving.md).
+            in_session = self.is_impasto_export or not _is_tf2(saved_model)
+            self._model = SessionModel(self.path) if in_session else FunctionModel(self.path)
+            signature_defs = _serving_signature_defs(saved_model)
+        self.signature_def_map = get_model_metadata_pb2.SignatureDefMap(signature_def=signature_defs)
         self._batcher = None  # Warmup runs each request alone.
         loaded = time.monotonic()
         self.load_seconds = loaded - started
@@ -194,13 +211,10 @@ def _is_tf2(saved_model: saved_model_pb2.SavedModel) -> bool:
     return any(len(graph.object_graph_def.nodes) for graph in saved_model.meta_graphs)
 
 
-def _signature_def_map(saved_model: saved_model_pb2.SavedModel) -> get_model_metadata_pb2.SignatureDefMap:
-    """The SignatureDefs of the serving MetaGraph, as GetModelMetadata reports them."""
+def _serving_signature_defs(saved_model: saved_model_pb2.SavedModel) -> dict:
+    """The SignatureDefs of the serving MetaGraph by name, as GetModelMetadata reports them."""
     serving = [graph for graph in saved_model.meta_graphs if SERVE_TAG in graph.meta_info_def.tags]
-    result = get_model_metadata_pb2.SignatureDefMap()
-    for name, signature_def in (serving or saved_model.meta_graphs)[0].signature_def.items():
-        result.signature_def[name].CopyFrom(signature_def)
-    return result
+    return dict((serving or saved_model.meta_graphs)[0].signature_def)
 
 
 def _tf_error_text(message: str) -> str:

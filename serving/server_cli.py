@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     xla_group.add_argument("--disable_xla", action="store_true",
                            help="fail every XLA compile, as tensorflow_model_server does without "
                                 "--xla_cpu_compilation_enabled / --xla_gpu_compilation_enabled")
+    add("--prefer_tflite_model", action="store_true",
+        help="serve a version's model.tflite (impasto export --tflite-model), when it has one, in LiteRT instead of "
+             "its SavedModel, as tensorflow_model_server does with this flag: its signatures (stylize_tensor) only")
     add("--verbose", action="store_true", help="log every REST request")
     return parser
 
@@ -144,10 +147,11 @@ def run(argv: list[str]) -> int:
 
     def load(name: str, version: int, path: Path) -> Servable:
         servable = Servable(name, version, path, batching, limits.max_batch_size or None,
-                            on_batch=lambda size: metrics.record_batch(name, version, size))
+                            on_batch=lambda size: metrics.record_batch(name, version, size),
+                            prefer_tflite_model=args.prefer_tflite_model)
         release_free_memory()
-        LOG.info("model %s version %d: loaded in %.1f s, warmed up in %.1f s (%d requests)", name, version,
-                 servable.load_seconds, servable.warmup_seconds, servable.warmup_count)
+        LOG.info("model %s version %d: loaded in %.1f s, warmed up in %.1f s (%d requests), from its %s", name,
+                 version, servable.load_seconds, servable.warmup_seconds, servable.warmup_count, servable.form)
         return servable
 
     stop = threading.Event()  # Set by SIGTERM / SIGINT, even while the first versions load.

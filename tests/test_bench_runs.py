@@ -39,3 +39,11 @@ def test_litert_bench_compares_each_variant_with_the_savedmodel():
     variants = figures["sizes"]["32"]["variants"]
     assert set(variants) == {"float32", "float16"} and variants["float32"]["psnr_db"] > 60
     assert figures["bytes"]["float16"] < figures["bytes"]["float32"]
+
+
+def test_serving_forms_bench_times_one_export_served_both_ways():
+    figures = _run("serving_forms.py", "--width", "0.125", "--sizes", "32", "--repeats", "1")
+    (result,) = figures["results"]
+    assert set(result["ms"]) == {"savedmodel", "tflite"} and min(result["ms"].values()) > 0
+    assert result["max_abs_difference"] < 0.05
+    assert figures["engine_choice"]["32"] in ("tf", "tf_xla", "litert")
