@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from impasto.model.cpu import this_cpu
+from impasto.model.cpu import this_cpu, usable_cpus
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward import engines
 from impasto.model.feedforward.engines import EngineChoice, choose_engine, make_runner
@@ -62,11 +62,23 @@ def test_choose_engine_measures_once_per_cpu_and_width_then_reads_the_cache(tmp_
     assert all(sorted(values) == ["litert", "tf"] and min(values.values()) > 0 for values in first.seconds.values())
     (key, entry), = json.loads(cache.read_text()).items()
     assert this_cpu().model in key and "width 0.125" in key and "tensorflow" in key
+    assert f"threads {engines.engine_threads()}" in key
     again = choose_engine(0.125, engines=("tf", "litert"), sides=TINY_SIDES, repeats=1, cache=cache,
                           report=reports.append)
     assert len(reports) == 1 and again.seconds == first.seconds  # Read, not measured.
     choose_engine(0.25, engines=("tf", "litert"), sides=TINY_SIDES, repeats=1, cache=cache, report=reports.append)
     assert len(reports) == 2 and len(json.loads(cache.read_text())) == 2  # Another width: another entry.
+
+
+@pytest.mark.subprocess
+def test_engines_run_on_the_threads_tensorflow_was_given():
+    """`impasto batch` gives each worker process a share of the cores; LiteRT and the calibration follow it."""
+    script = ("import tensorflow as tf; tf.config.threading.set_intra_op_parallelism_threads(1); "
+              "from impasto.model.feedforward import engines; print(engines.engine_threads(), "
+              "'threads 1' in engines.calibration_key(0.5, ('tf',)))")
+    finished = subprocess.run([IMPASTO_COMMAND[0], "-c", script], capture_output=True, text=True, timeout=300)
+    assert finished.stdout.split() == ["1", "True"], finished.stderr[-2000:]
+    assert engines.engine_threads() == usable_cpus()  # This process set nothing.
 
 
 @pytest.mark.parametrize("damage", ["{not json", "[]", '{"KEY": {"seconds": {"32": {"tf": -1.0}}}}'])

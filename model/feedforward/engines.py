@@ -65,6 +65,12 @@ def litert_available() -> bool:
     return True
 
 
+def engine_threads() -> int:
+    """The CPU threads the engines run on: TensorFlow's intra-op thread setting where one was made (`impasto batch`
+    divides the cores among its worker processes), else every usable CPU; LiteRT's XNNPACK gets the same number."""
+    return tf.config.threading.get_intra_op_parallelism_threads() or usable_cpus()
+
+
 def make_runner(engine: str, network: TransformerNet) -> Runner:
     """A `Runner` of `network` on `engine` (one of `ENGINES`); the litert one converts the network first."""
     if engine in ("tf", "tf_xla"):
@@ -75,7 +81,7 @@ def make_runner(engine: str, network: TransformerNet) -> Runner:
     from impasto.model.feedforward.litert_network import tflite_converter
     from impasto.model.feedforward.litert_runtime import LiteRTStylizer
 
-    interpreter = LiteRTStylizer(f"<{network.name} in memory>", threads=usable_cpus(),
+    interpreter = LiteRTStylizer(f"<{network.name} in memory>", threads=engine_threads(),
                                  content=tflite_converter(network.weights_dict()).convert())
 
     def run(images: tf.Tensor) -> tf.Tensor:
@@ -103,7 +109,8 @@ class EngineChoice:
 
 
 def calibration_key(width: float, engines: Sequence[str]) -> str:
-    """What a calibration is valid for: the CPU, the library versions, the network width and the engines."""
+    """What a calibration is valid for: the CPU, the library versions, the threads, the network width and the
+    engines."""
     from impasto import __version__
 
     versions = [f"impasto {__version__}", f"tensorflow {tf.__version__}"]
@@ -111,7 +118,8 @@ def calibration_key(width: float, engines: Sequence[str]) -> str:
         from importlib.metadata import version
 
         versions.append(f"ai-edge-litert {version('ai-edge-litert')}")
-    return " | ".join([this_cpu().key(), *versions, f"width {width:g}", "engines " + ",".join(engines)])
+    return " | ".join([this_cpu().key(), *versions, f"threads {engine_threads()}", f"width {width:g}",
+                       "engines " + ",".join(engines)])
 
 
 def cache_path() -> Path:
