@@ -94,11 +94,16 @@ def objective_function(metadata, vgg, style_image, content):
     return lambda image: float(objective(tf.constant(image.reshape(-1)))[0])
 
 
+LBFGS_REVISION = 2
+"""Changes with any change to the in-graph L-BFGS that moves its results, so that cached baselines of an
+earlier one are measured again, not reused. 2: the first step is the Polyak step (the 512 px white-noise stall)."""
+
+
 def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, seed, cache) -> dict:
     """Objective values for one photo: content, feed-forward and L-BFGS from each start after each checkpoint.
 
     `checkpoints` maps each start ("noise", "content") to its iteration counts; `cache` maps a
-    baseline's key (style, loss settings, photo, size, start, seed, checkpoints) to its scores.
+    baseline's key (style, loss settings, photo, size, start, seed, checkpoints, `LBFGS_REVISION`) to its scores.
     """
     loss_config = _loss_config(metadata)
     style_size = metadata["train_config"]["style_size"]
@@ -108,7 +113,7 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
     scores = {"content_photo": value(content), "feed_forward": value(stylized)}
     for start, counts in checkpoints.items():
         key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
-                          size, start, seed, counts])
+                          size, start, seed, counts, LBFGS_REVISION])
         if key not in cache:
             cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, counts, start, seed)
         scores.update(cache[key])
@@ -125,7 +130,9 @@ def held_out_photos(folder: str) -> list[Path]:
 
 
 def _load_cache(path: str | None) -> dict:
-    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
+    """The cached baselines of this `LBFGS_REVISION` (those of an earlier one are dropped when the file is written)."""
+    entries = json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
+    return {key: scores for key, scores in entries.items() if json.loads(key)[-1] == LBFGS_REVISION}
 
 
 def main(argv=None) -> dict:

@@ -53,6 +53,20 @@ def test_lbfgs_solves_rosenbrock_in_about_as_many_evaluations_as_scipy():
     assert int(optimizer.evaluations) < 3 * reference.nfev
 
 
+def test_lbfgs_first_step_moves_a_large_white_noise_start():
+    """A million pixels of white noise under a large objective (as a 512 px Gatys run from noise): torch's first
+    step, min(1, 1 / |g|_1), changed the float32 value by less than its rounding and the run stopped at its start."""
+    def squared_norm(x):
+        return tf.reduce_sum(x * x), 2.0 * x, tf.zeros([1])
+
+    start = tf.constant(np.random.default_rng(0).uniform(0.0, 255.0, 1_000_000).astype(np.float32))
+    optimizer = Lbfgs(squared_norm, 1_000_000, 1, OptimizerConfig(history_size=3, tolerance=0.0))
+    optimizer.start(start)
+    first_value = float(optimizer.value)
+    optimizer.run(tf.constant(3))
+    assert float(optimizer.value) < 1e-3 * first_value
+
+
 def test_lbfgs_history_is_kept_across_chunks():
     objective, _, _ = _quadratic(seed=1)
     whole = Lbfgs(objective, 40, 1, OptimizerConfig(tolerance=0.0))
