@@ -6,7 +6,6 @@ only, as tensorflow_model_server serves a TF Lite model's own signatures).
 """
 
 import json
-import subprocess
 import urllib.request
 
 import grpc
@@ -16,12 +15,13 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from impasto.export import cli as export_cli
 from impasto.export import keys
 from impasto.export.exporter import export_model
 from impasto.export.signatures import ServingConfig
 from impasto.export.warmup import read_warmup_requests, warmup_path
 from impasto.model.errors import InvalidInputError
-from impasto.testing import IMPASTO_COMMAND
+from impasto.model.feedforward.transformer import TransformerNet
 
 CONFIG = ServingConfig(max_side=64, ladder=(64,), target="cpu")
 
@@ -90,13 +90,19 @@ def test_a_default_export_has_no_model_tflite(serving_version_dir):
     assert {request.model_spec.signature_name for request in requests} == {keys.SERVING_DEFAULT}
 
 
-def test_the_gpu_target_refuses_a_tflite_model(tmp_path, export_network, export_bundle):
+def test_the_cli_writes_model_tflite_for_the_cpu_target_only(tmp_path, capsys, export_bundle):
+    models = tmp_path / "models"
+    assert export_cli.run([str(export_bundle), "--model-base", str(models), "--name", "tiny", "--tflite-model",
+                           "--warmup-sizes", "32x32"]) == 0
+    assert f"with {keys.TFLITE_MODEL_FILE}" in capsys.readouterr().out
+    assert (models / "tiny" / "1" / keys.TFLITE_MODEL_FILE).is_file()
+    assert export_cli.run([str(export_bundle), "--model-base", str(models), "--name", "gpu", "--target", "gpu",
+                           "--tflite-model"]) == 2
+    assert "--tflite-model is for CPU servers" in capsys.readouterr().err
+    assert not (models / "gpu").exists()
     with pytest.raises(InvalidInputError, match="cpu target"):
-        export_model(export_network, {}, tmp_path / "gpu", 1, ServingConfig(target="gpu"), tflite_model=True)
-    result = subprocess.run([*IMPASTO_COMMAND, "export", str(export_bundle), "--model-base", str(tmp_path),
-                             "--name", "gpu", "--target", "gpu", "--tflite-model"], capture_output=True, text=True)
-    assert result.returncode == 2 and "--tflite-model is for CPU servers" in result.stderr
-    assert not (tmp_path / "gpu").exists()
+        export_model(TransformerNet(width=0.125), {}, tmp_path / "api", 1, ServingConfig(target="gpu"),
+                     tflite_model=True)
 
 
 def test_prefer_tflite_model_serves_the_litert_form_and_its_signature_only(
