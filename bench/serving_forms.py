@@ -17,6 +17,7 @@ Example:
 """
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -85,7 +86,8 @@ def run(args, work: Path) -> dict:
     finally:
         for server in servers.values():
             server.stop(60)
-    choice = engines.choose_engine(args.width if not args.source else 1.0)
+    exported = json.loads((model_dir / "1" / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
+    choice = engines.choose_engine(exported["width"])
     return {
         "benchmark": "serving_forms",
         "width": None if args.source else args.width,

@@ -20,7 +20,7 @@ from impasto import __version__
 from impasto.export import keys
 from impasto.export.signatures import GPU_TARGET, ServingConfig, StylizeModule
 from impasto.export.tflite_model import write_tflite_model
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmup_path, write_warmup_file
+from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmed_signature, warmup_path, write_warmup_file
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_directory, pause_for_crash_test
@@ -93,8 +93,7 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
     try:
         with atomic_directory(final) as tmp_dir:
             tf.saved_model.save(module.saved_root(), str(tmp_dir), signatures=module.signatures())
-            warmed = keys.STYLIZE_TENSOR if tflite_model else keys.SERVING_DEFAULT
-            write_warmup_file(warmup_path(tmp_dir), warmup_sizes, name, warmed)
+            write_warmup_file(warmup_path(tmp_dir), warmup_sizes, name, warmed_signature(tflite_model))
             if tflite_model:
                 write_tflite_model(network, tmp_dir)
             description = describe(metadata, name, version, config, source, warmup_sizes, tflite_model)
@@ -127,7 +126,7 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "tile_size": config.tile_size,
         "buckets": [list(bucket) for bucket in config.buckets],
         "warmup_sizes": [list(size) for size in warmup_sizes],
-        "warmup_signature": keys.STYLIZE_TENSOR if tflite_model else keys.SERVING_DEFAULT,
+        "warmup_signature": warmed_signature(tflite_model),
         "tflite_model": keys.TFLITE_MODEL_FILE if tflite_model else None,
         "warmup_buckets": sorted({config.bucket_of(*size) for size in warmup_sizes} - {None}),
         "training": metadata,

@@ -64,6 +64,12 @@ def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(sizes)
 
 
+def warmed_signature(tflite_model: bool) -> str:
+    """The signature an export's warmup records call: ``stylize_tensor`` when the version also holds
+    ``model.tflite`` (the one signature both its forms serve), else ``serving_default``."""
+    return keys.STYLIZE_TENSOR if tflite_model else keys.SERVING_DEFAULT
+
+
 def warmup_request(height: int, width: int, model_name: str,
                    signature: str = keys.SERVING_DEFAULT) -> predict_pb2.PredictRequest:
     """A request with one flat grey image of `height` x `width` pixels: a PNG for `keys.SERVING_DEFAULT`,

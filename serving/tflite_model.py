@@ -53,6 +53,10 @@ class TfLiteModel:
         if not self._runners:
             raise RuntimeError(f"{path}: the LiteRT model has no signatures to serve")
         self.signature_defs = {name: _signature_def(runner) for name, runner in self._runners.items()}
+        self._input_specs = {name: {key: tf.TensorSpec([dim.size if dim.size >= 0 else None
+                                                        for dim in info.tensor_shape.dim], tf.as_dtype(info.dtype))
+                                    for key, info in definition.inputs.items()}
+                             for name, definition in self.signature_defs.items()}
         self._lock = threading.Lock()  # An interpreter runs one request at a time.
 
     def input_specs(self, signature: str) -> Specs:
@@ -61,9 +65,8 @@ class TfLiteModel:
         Raises:
             SignatureNotFoundError: no such signature.
         """
-        definition = self._signature_def(signature)
-        return {key: tf.TensorSpec([dim.size if dim.size >= 0 else None for dim in info.tensor_shape.dim],
-                                   tf.as_dtype(info.dtype)) for key, info in definition.inputs.items()}
+        self._signature_def(signature)
+        return self._input_specs[signature]
 
     def output_keys(self, signature: str) -> list[str]:
         """The signature's output keys, sorted."""
