@@ -135,6 +135,14 @@ def _load_cache(path: str | None) -> dict:
     return {key: scores for key, scores in entries.items() if json.loads(key)[-1] == LBFGS_REVISION}
 
 
+def _save_cache(path: str, cache: dict) -> None:
+    """Writes ``cache`` merged into the file's current entries, so two runs at once keep each other's baselines."""
+    merged = _load_cache(path)
+    merged.update(cache)
+    cache.update(merged)
+    atomic_write_bytes(path, json.dumps(merged, indent=1).encode())
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     names = args.models.split(",") if args.models else bundled_model_names()
@@ -157,7 +165,7 @@ def main(argv=None) -> dict:
                                            checkpoints, args.seed, cache)
                 _log(json.dumps(results[key]))
                 if args.baseline_cache:
-                    atomic_write_bytes(args.baseline_cache, json.dumps(cache, indent=1).encode())
+                    _save_cache(args.baseline_cache, cache)
     summary = {}
     for start, counts in checkpoints.items():
         ratios = [r[f"feed_forward_over_{start}_{min(counts)}"] for r in results.values()]
