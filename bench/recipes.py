@@ -4,7 +4,11 @@ Each variant is an `impasto train` run with its own flags, all starting from the
 same point (``--init-from``, a trained bundle, or random weights) and given the
 same compute: ``--steps`` at 192 px and batch 4, with steps scaled so that
 steps x batch x crop pixels is equal (a 256 px variant gets 0.5625x the steps).
-Wall time is measured too, but on a shared machine it is the noisier measure.
+A variant of another width (``--width``; the bundle is widened, see
+`impasto.model.feedforward.widen`) gets equal wall time instead: its steps are
+divided by ``--width-step-cost``, the time of one of its steps over one of the
+reference's, measured on the machine beforehand. Wall time is reported for
+every variant, but on a shared machine it is the noisier measure.
 Each trained network is then scored by the Gatys objective it was trained on
 (its own loss settings, max pooling) on held-out photos, as bench/quality.py does.
 
@@ -39,6 +43,7 @@ VARIANTS = {
     "cosine_3e-3": ["--lr", "3e-3", "--lr-schedule", "cosine", "--warmup-steps", "50"],
     "cosine_1e-3_256px": ["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "20", "--image-size", "256"],
     "cosine_1e-3_batch8": ["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "20", "--batch-size", "8"],
+    "cosine_1e-3_full_width": ["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "20", "--width", "1.0"],
 }
 """Named sets of `impasto train` flags, added to the shared ones (``--preset``, ``--init-from``)."""
 
@@ -52,6 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--preset", default="cpu_small")
     parser.add_argument("--steps", type=int, default=300, help="steps of the reference recipe (batch 4, 192 px)")
     parser.add_argument("--checkpoint-every", type=int, default=50, help="so that a stopped sweep resumes")
+    parser.add_argument("--width-step-cost", type=float, default=1.0,
+                        help="seconds of a step of a --width variant over one of the reference (equal wall time)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {sorted(VARIANTS)}")
     parser.add_argument("--photos", default=str(common.REPO_ROOT / "data/heldout"), help="held-out photos")
     parser.add_argument("--size", type=int, default=256, help="long side of the held-out photos when scored")
@@ -62,16 +69,18 @@ def _flag(flags: list[str], name: str, default: int) -> int:
     return int(flags[flags.index(name) + 1]) if name in flags else default
 
 
-def equal_compute_steps(flags: list[str], reference_steps: int) -> int:
-    """Steps that give a variant the pixels of `reference_steps` steps of batch 4 at 192 px."""
+def equal_compute_steps(flags: list[str], reference_steps: int, width_step_cost: float = 1.0) -> int:
+    """Steps that give a variant the pixels of `reference_steps` steps of batch 4 at 192 px, or for a
+    variant of another width, their wall time (`width_step_cost`: its step time over the reference's)."""
     pixels = _flag(flags, "--batch-size", 4) * _flag(flags, "--image-size", 192) ** 2
-    return max(1, round(reference_steps * REFERENCE_PIXELS / pixels))
+    cost = width_step_cost if "--width" in flags else 1.0
+    return max(1, round(reference_steps * REFERENCE_PIXELS / pixels / cost))
 
 
 def train_variant(args, name: str) -> dict:
     """Runs (or resumes) one variant's `impasto train`; returns its summary line."""
     flags = VARIANTS[name]
-    steps = equal_compute_steps(flags, args.steps)
+    steps = equal_compute_steps(flags, args.steps, args.width_step_cost)
     command = [sys.executable, "-m", "impasto", "train", "--style", args.style, "--data", args.data,
                "--out", str(Path(args.runs) / name), "--preset", args.preset, "--steps", str(steps),
                "--validation-photos", "0", "--checkpoint-every", str(args.checkpoint_every), "--no-progress", *flags]

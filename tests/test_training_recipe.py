@@ -84,12 +84,34 @@ def test_a_run_starts_from_a_bundle_and_its_bundle_carries_the_whole_history(tmp
 
 
 @pytest.mark.slow
-def test_starting_from_a_bundle_of_another_width_is_refused(tmp_path, photo_dir, tiny_vgg_weights, first_run):
-    wider = replace(TrainConfig.tiny(), width=0.25)
-    trainer = Trainer(wider, load_test_image("starry_night.png"), tmp_path / "second", vgg_weights=tiny_vgg_weights,
-                      init_from=first_run[1])
-    with pytest.raises(InvalidInputError, match="width-0.125"):
+@pytest.mark.parametrize("width", [0.0625, 0.1875])
+def test_starting_from_a_bundle_not_a_whole_fraction_of_the_width_is_refused(tmp_path, photo_dir, tiny_vgg_weights,
+                                                                              first_run, width):
+    trainer = Trainer(replace(TrainConfig.tiny(), width=width), load_test_image("starry_night.png"),
+                      tmp_path / "second", vgg_weights=tiny_vgg_weights, init_from=first_run[1])
+    with pytest.raises(InvalidInputError, match=f"width-0.125 network; this run asks for {width}"):
         trainer.train(data.list_photos(photo_dir), show_progress=False)
+    checkpoints = tmp_path / "second" / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
+
+
+@pytest.mark.slow
+def test_a_wider_run_starts_from_a_narrow_bundle_computing_its_function_then_its_copies_part(
+        tmp_path, photo_dir, tiny_vgg_weights, first_run):
+    bundle = first_run[1]
+    wider = replace(TrainConfig.tiny(), width=0.25, steps=2)
+    trainer = Trainer(wider, load_test_image("starry_night.png"), tmp_path / "wide", vgg_weights=tiny_vgg_weights,
+                      style_name="starry", init_from=bundle)
+    steps, history = trainer._initialize_from_bundle()
+    narrow, _ = load_network(bundle)
+    images = np.stack([load_test_image("starry_night.png")[:40, :48]]).astype(np.float32)
+    np.testing.assert_allclose(trainer.network(images).numpy(), narrow(images).numpy(), atol=1e-2)
+    assert steps == 2 and history[-1]["widened"] == {"from_width": 0.125, "to_width": 0.25}
+    trainer.train(data.list_photos(photo_dir), show_progress=False)
+    kernel = trainer.network.weights_dict()["encoder/0/kernel"]  # [9, 9, 3, 8]: channel c + 4 copies c
+    assert not np.allclose(kernel[..., :4], kernel[..., 4:], atol=1e-6)
+    saved = json.loads((tmp_path / "wide" / "bundle.json").read_text())
+    assert saved["width"] == 0.25 and [segment["steps"] for segment in saved["segments"]] == ["0-2", "2-2", "2-4"]
 
 
 @pytest.mark.slow

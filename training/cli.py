@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up")
     parser.add_argument("--final-lr-fraction", type=float, help="cosine: final learning rate as a fraction of the peak")
     parser.add_argument("--init-from", help="start a new run from this model's weights (bundled name or .npz bundle); "
-                                            "its history is kept in the new bundle's JSON")
+                                            "its history is kept in the new bundle's JSON; a bundle of a whole "
+                                            "fraction of --width is widened first, computing the same function")
     parser.add_argument("--content-weight", type=float)
     parser.add_argument("--style-weight", type=float)
     parser.add_argument("--tv-weight", type=float)

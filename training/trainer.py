@@ -31,6 +31,7 @@ from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.bundles import BUNDLE_FORMAT, check_format, load_bundle_arrays, write_bundle
 from impasto.model.feedforward.transformer import TransformerNet
+from impasto.model.feedforward.widen import widen_weights, widening_factor
 from impasto.model.files import atomic_write_bytes
 from impasto.model.lossnet.losses import gram_matrix, style_transfer_loss
 from impasto.model.lossnet.vgg import VggFeatures
@@ -151,17 +152,32 @@ class Trainer:
     def _initialize_from_bundle(self) -> tuple[int, list[dict]]:
         """Loads `init_from`'s weights into the network; returns its steps and training history (segments).
 
+        A bundle narrower than the run by a whole factor (width 0.5 for a width-1.0 run) is widened
+        first, computing the same function (`widen_weights`); the history records it.
+
         Raises:
-            InvalidInputError: the bundle is unreadable or holds a network of another width.
+            InvalidInputError: the bundle is unreadable, or its width is neither the run's nor a
+                whole fraction of it.
         """
         arrays, metadata = load_bundle_arrays(self.init_from)
-        if not math.isclose(metadata["width"], self.config.width):
-            raise InvalidInputError(f"{self.init_from} holds a width-{metadata['width']} network; this run asks for "
-                                    f"{self.config.width} (pass --width {metadata['width']})")
-        self.network.load_weights_dict(arrays)
+        bundle_width = metadata["width"]
         earlier = metadata.get("segments") or [{"steps": f"0-{metadata.get('steps')}",
                                                  "wall_seconds": metadata.get("wall_seconds")}]
-        return int(metadata.get("steps", 0)), [dict(segment, model=metadata.get("style")) for segment in earlier]
+        earlier = [dict(segment, model=metadata.get("style")) for segment in earlier]
+        if not math.isclose(bundle_width, self.config.width):
+            factor = widening_factor(bundle_width, self.config.width)
+            if factor is None:
+                raise InvalidInputError(
+                    f"{self.init_from} holds a width-{bundle_width} network; this run asks for {self.config.width}, "
+                    f"which is not a whole multiple of it (pass --width {bundle_width}, or a multiple)")
+            LOG.info("widening %s from width %s to %s (%d copies of each channel)", self.init_from, bundle_width,
+                     self.config.width, factor)
+            arrays = widen_weights(arrays, factor, seed=self.config.seed)
+            steps = metadata.get("steps", 0)
+            earlier.append({"steps": f"{steps}-{steps}", "wall_seconds": 0.0, "model": metadata.get("style"),
+                            "widened": {"from_width": bundle_width, "to_width": self.config.width}})
+        self.network.load_weights_dict(arrays)
+        return int(metadata.get("steps", 0)), earlier
 
     def _saved_metadata(self) -> dict:
         path = self.run_dir / "model.json"

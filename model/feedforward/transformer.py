@@ -32,6 +32,13 @@ DECODER_KERNEL = 3
 OUTPUT_KERNEL = 9
 """Kernel size of the last conv, to RGB."""
 _RESIDUAL_BLOCKS = 5
+FULL_WIDTH_CHANNELS = (32, 64, 128)
+"""Channels after the first, second and third encoder conv at width multiplier 1 (the paper's)."""
+
+
+def channel_counts(width: float) -> tuple[int, int, int]:
+    """The network's three channel counts at width multiplier `width` (rounded, at least 4)."""
+    return tuple(max(4, int(round(count * width))) for count in FULL_WIDTH_CHANNELS)
 
 # How it runs fast on CPU (same variables and results as the plain layer-by-layer
 # form): every conv's bias is fused into it by oneDNN; instance norm and ReLU are
@@ -211,7 +218,7 @@ class TransformerNet(tf.Module):
         super().__init__(name=name)
         if seed is not None:
             tf.random.set_seed(seed)
-        c1, c2, c3 = (max(4, int(round(c * width))) for c in (32, 64, 128))
+        c1, c2, c3 = channel_counts(width)
         self.width = width
         self.compute_dtype = tf.as_dtype(compute_dtype)
         self.encoder = [_Conv(channels_in, channels_out, kernel, stride=stride) for (kernel, stride), channels_in,
