@@ -160,7 +160,7 @@ class Trainer:
                 whole fraction of it.
         """
         arrays, metadata = load_bundle_arrays(self.init_from)
-        bundle_width = metadata["width"]
+        bundle_width, steps = metadata["width"], int(metadata.get("steps", 0))
         earlier = metadata.get("segments") or [{"steps": f"0-{metadata.get('steps')}",
                                                  "wall_seconds": metadata.get("wall_seconds")}]
         earlier = [dict(segment, model=metadata.get("style")) for segment in earlier]
@@ -173,11 +173,10 @@ class Trainer:
             LOG.info("widening %s from width %s to %s (%d copies of each channel)", self.init_from, bundle_width,
                      self.config.width, factor)
             arrays = widen_weights(arrays, factor, seed=self.config.seed)
-            steps = metadata.get("steps", 0)
             earlier.append({"steps": f"{steps}-{steps}", "wall_seconds": 0.0, "model": metadata.get("style"),
                             "widened": {"from_width": bundle_width, "to_width": self.config.width}})
         self.network.load_weights_dict(arrays)
-        return int(metadata.get("steps", 0)), earlier
+        return steps, earlier
 
     def _saved_metadata(self) -> dict:
         path = self.run_dir / "model.json"

@@ -27,10 +27,6 @@ RGB_LAYERS_OUT = ("output_conv/",)
 """Layers whose output is the RGB image: their output is not widened."""
 
 
-def _is(path: str, prefixes: tuple[str, ...]) -> bool:
-    return path.startswith(prefixes)
-
-
 def widen_weights(arrays: dict[str, np.ndarray], factor: int, seed: int = 0,
                   split_spread: float = 0.25) -> dict[str, np.ndarray]:
     """`TransformerNet.weights_dict()` of a network `factor` times as wide, computing the same function.
@@ -55,11 +51,11 @@ def widen_weights(arrays: dict[str, np.ndarray], factor: int, seed: int = 0,
     for path in sorted(arrays):
         value = np.asarray(arrays[path], np.float32)
         if path.endswith("/kernel"):
-            if not _is(path, RGB_LAYERS_IN):
+            if not path.startswith(RGB_LAYERS_IN):
                 value = _split_inputs(value, factor, random, split_spread)
-            if not _is(path, RGB_LAYERS_OUT):
+            if not path.startswith(RGB_LAYERS_OUT):
                 value = np.tile(value, [1, 1, 1, factor])
-        elif not _is(path, RGB_LAYERS_OUT):  # bias, scale, offset: [C_out]
+        elif not path.startswith(RGB_LAYERS_OUT):  # bias, scale, offset: [C_out]
             value = np.tile(value, [factor])
         wide[path] = value
     return wide
