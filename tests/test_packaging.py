@@ -23,3 +23,12 @@ def test_the_two_methods_share_only_the_loss_network_and_the_top_level_modules()
                            ("lossnet", "feedforward")):
         for path in (REPO_ROOT / "model" / package).glob("*.py"):
             assert f"impasto.model.{other}" not in path.read_text(), path
+
+
+def test_every_requirement_is_pinned_to_one_version():
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        lines = (REPO_ROOT / name).read_text().splitlines()
+        requirements = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+        assert requirements, name
+        unpinned = [line for line in requirements if "==" not in line]
+        assert not unpinned, f"{name}: {unpinned}"
