@@ -18,6 +18,7 @@ from impasto.model.feedforward.bundles import BUNDLE_FORMAT
 from impasto.testing import IMPASTO_COMMAND
 from impasto.training import cli, data
 from impasto.training.config import TrainConfig
+from impasto.training.history import span
 from impasto.training.trainer import Trainer
 
 from conftest import as_foreground_process, load_test_image
@@ -55,6 +56,10 @@ def test_kill_9_then_the_same_command_resumes_and_finishes(tmp_path, photo_dir, 
     assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-16")
     bundle = json.loads((run_dir / "bundle.json").read_text())
     assert bundle["steps"] == 16 and bundle["train_config"]["steps"] == 16
+    # The killed process recorded its segment as far as its last checkpoint; the second one goes on from there.
+    (first_step, killed_step), (resumed_step, last_step) = [span(entry) for entry in bundle["segments"]]
+    assert first_step == 0 and killed_step == resumed_step and last_step == 16
+    assert all(entry["wall_seconds"] > 0 for entry in bundle["segments"])
 
 
 # A checkpoint cut short (killed mid-write, a full disk) never costs the previous one.

@@ -8,7 +8,9 @@ bundled models ship). Running the same command again resumes from the latest
 checkpoint. A new run can start from a trained bundle (``init_from``) instead of
 random weights; ``model.json`` and the bundle then carry that bundle's history
 under ``segments``, one entry per training process, so a model's whole history
-(steps, wall time, recipe) travels with it. On resume, if the newest checkpoint
+(steps, wall time, recipe) travels with it; a process records its entry before
+each checkpoint, so a process that is killed leaves its steps timed as far as
+the checkpoint it left (see `impasto.training.history`). On resume, if the newest checkpoint
 is unreadable (a write cut short, a corrupt disk), the newest one that restores
 is used, and the skip is logged.
 """
@@ -39,6 +41,7 @@ from impasto.model.lossnet.weights import VggWeights
 from impasto.training import data, records
 from impasto.training.adam import Adam, first_replica_variables
 from impasto.training.config import TrainConfig
+from impasto.training.history import history_up_to, segment, total_wall_seconds
 from impasto.training.schedule import learning_rate_at
 
 LOG = logging.getLogger("impasto.training")
@@ -189,17 +192,6 @@ class Trainer:
         atomic_write_bytes(self.run_dir / "model.json", json.dumps(metadata, indent=2).encode())
         atomic_write_bytes(self.run_dir / "style.png", image_io.encode_image(self.style_image))
 
-    def _segment(self, steps_before: int, start_step: int, end_step: int, seconds: float) -> dict:
-        """One training process's entry in the history: steps (counted over the network's life), time, recipe."""
-        config = self.config
-        return {"steps": f"{steps_before + start_step}-{steps_before + end_step}", "wall_seconds": round(seconds, 1),
-                "images_per_second": round((end_step - start_step) * config.batch_size / max(seconds, 1e-9), 3),
-                "recipe": {"width": config.width, "image_size": config.image_size, "batch_size": config.batch_size,
-                           "learning_rate": config.learning_rate, "lr_schedule": config.lr_schedule,
-                           "warmup_steps": config.warmup_steps, "final_lr_fraction": config.final_lr_fraction,
-                           "schedule_steps": config.steps},
-                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-
     def _loss(self, images: tf.Tensor):
         """Perceptual loss of the network on a batch: (total, terms, stylized)."""
         loss_config = self.config.loss
@@ -254,6 +246,7 @@ class Trainer:
         steps_before, segments = saved.get("steps_before", 0), saved.get("segments", [])
         if start_step == 0 and self.init_from is not None and self.manager.latest_checkpoint is None:
             steps_before, segments = self._initialize_from_bundle()
+        segments = history_up_to(segments, steps_before + start_step)
         self._write_metadata(steps_before, segments)
         skipped = data.SkippedFiles()
         if record_files:
@@ -272,6 +265,14 @@ class Trainer:
         bar = tqdm(total=config.steps, initial=start_step, unit="step", disable=not show_progress, dynamic_ncols=True)
         losses, validation_loss, started = {}, None, time.perf_counter()
         step = start_step
+
+        def history_at(end_step: int) -> list[dict]:
+            """The history with this process's segment, steps `start_step` to `end_step`, at the end."""
+            if end_step == start_step:
+                return segments
+            return segments + [segment(config, steps_before + start_step, steps_before + end_step,
+                                       time.perf_counter() - started)]
+
         try:
             while step < config.steps:
                 try:
@@ -301,21 +302,20 @@ class Trainer:
                     if len(validation_images) and (step % config.validate_every == 0 or step == config.steps):
                         validation_loss = self._validate(validation_images)
                 if step % config.checkpoint_every == 0:
+                    self._write_metadata(steps_before, history_at(step))
                     self.manager.save(checkpoint_number=step)
         except KeyboardInterrupt:
-            self.manager.save(checkpoint_number=int(self.step.numpy()))
-            elapsed = time.perf_counter() - started
-            self._write_metadata(steps_before, segments + [self._segment(steps_before, start_step, step, elapsed)])
+            step = int(self.step.numpy())
+            self._write_metadata(steps_before, history_at(step))
+            self.manager.save(checkpoint_number=step)
             raise
         finally:
             bar.close()
             writer.flush()
+        elapsed = time.perf_counter() - started
+        self._write_metadata(steps_before, history_at(step))
         if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
             self.manager.save(checkpoint_number=step)
-        elapsed = time.perf_counter() - started
-        if step > start_step:
-            segments = segments + [self._segment(steps_before, start_step, step, elapsed)]
-            self._write_metadata(steps_before, segments)
         result = TrainResult(steps=step, losses=losses, validation_loss=validation_loss,
                              images_per_second=(step - start_step) * config.batch_size / max(elapsed, 1e-9),
                              wall_seconds=elapsed, skipped_files=skipped.count)
@@ -332,7 +332,7 @@ class Trainer:
                                                 "wall_seconds": round(result.wall_seconds, 1)}
         metadata.update(steps=metadata.get("steps_before", 0) + result.steps,
                         images_per_second=newest.get("images_per_second"), wall_seconds=newest.get("wall_seconds"),
-                        total_wall_seconds=round(sum(s.get("wall_seconds") or 0.0 for s in segments), 1))
+                        total_wall_seconds=total_wall_seconds(segments))
         write_bundle(self.network, metadata, self.run_dir / "bundle.npz")
 
     def _validate(self, images: np.ndarray) -> float:
