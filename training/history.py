@@ -1,14 +1,17 @@
 """A network's training history: one segment per training process, carried from bundle to bundle.
 
 A segment is a dict: ``steps`` (``"first-last"``, counted over the network's whole life),
-``wall_seconds``, ``images_per_second``, ``recipe`` (what the process trained with) and
-``finished`` (UTC); segments taken over from a bundle also name its ``model``, and a widening
-is a segment of no steps with ``widened``. A run directory's ``model.json`` holds the history
+``wall_seconds``, ``images_per_second``, ``recipe`` (what the process trained with),
+``machine`` (the CPU the time was spent on, `CpuIdentity.key`: a rate means little without it)
+and ``finished`` (UTC); segments taken over from a bundle also name its ``model``, and a
+widening is a segment of no steps with ``widened``. A run directory's ``model.json`` holds the history
 as far as its newest checkpoint: the trainer records its segment before each checkpoint, and a
 resumed run first cuts the history to the checkpoint that restored (`history_up_to`).
 """
 
 import time
+
+from impasto.model.cpu import this_cpu
 
 UNTIMED_NOTE = "trained by a process that stopped before it recorded its time"
 
@@ -33,6 +36,7 @@ def segment(config, first: int, last: int, seconds: float) -> dict:
                        "learning_rate": config.learning_rate, "lr_schedule": config.lr_schedule,
                        "warmup_steps": config.warmup_steps, "final_lr_fraction": config.final_lr_fraction,
                        "schedule_steps": config.steps},
+            "machine": this_cpu().key(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
