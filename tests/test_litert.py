@@ -144,11 +144,20 @@ def test_export_cli_writes_the_variants_asked_for(tmp_path, capsys):
         "great_wave-float16.json", "great_wave-float16.tflite", "great_wave-float16.tiles.tflite",
         "great_wave-int8.json", "great_wave-int8.tflite", "great_wave-int8.tiles.tflite"]
     side = json.loads((out / "great_wave-int8.json").read_text())
-    assert side["style"] == "great_wave" and side["source"] == "great_wave" and side["width"] == 0.5
+    bundle = json.loads((REPO_ROOT / "model" / "bundled" / "great_wave.json").read_text())
+    assert side["style"] == "great_wave" and side["source"] == "great_wave" and side["width"] == bundle["width"]
     assert side["check"]["psnr_db"] >= 35.0 and side["check"]["photos"] == 8
-    assert (out / "great_wave-float16.tflite").stat().st_size <= 1.5e6
-    assert (out / "great_wave-int8.tflite").stat().st_size <= 0.8e6
+    # The weights grow with the square of the width: the half-width size targets, scaled.
+    scale = (bundle["width"] / 0.5) ** 2
+    assert (out / "great_wave-float16.tflite").stat().st_size <= 1.5e6 * scale
+    assert (out / "great_wave-int8.tflite").stat().st_size <= 0.8e6 * scale
     assert "wrote" in capsys.readouterr().out
+
+
+def test_a_half_width_network_meets_the_phone_size_targets():
+    network = TransformerNet(width=0.5, seed=0)
+    assert len(litert.convert(network, "float16")) <= 1.5e6
+    assert len(litert.convert(network, "int8")) <= 0.8e6
 
 
 @pytest.mark.parametrize("flags,message", [
