@@ -190,7 +190,6 @@ class Trainer:
                     "train_config": dataclasses.asdict(self.config), "steps_before": steps_before,
                     "segments": segments}
         atomic_write_bytes(self.run_dir / "model.json", json.dumps(metadata, indent=2).encode())
-        atomic_write_bytes(self.run_dir / "style.png", image_io.encode_image(self.style_image))
 
     def _loss(self, images: tf.Tensor):
         """Perceptual loss of the network on a batch: (total, terms, stylized)."""
@@ -248,6 +247,7 @@ class Trainer:
             steps_before, segments = self._initialize_from_bundle()
         segments = history_up_to(segments, steps_before + start_step)
         self._write_metadata(steps_before, segments)
+        atomic_write_bytes(self.run_dir / "style.png", image_io.encode_image(self.style_image))
         skipped = data.SkippedFiles()
         if record_files:
             iterator = iter(self.strategy.distribute_datasets_from_function(
