@@ -7,7 +7,9 @@ steps x batch x crop pixels is equal (a 256 px variant gets 0.5625x the steps).
 A variant of another width (``--width``; the bundle is widened, see
 `impasto.model.feedforward.widen`) gets equal wall time instead: its steps are
 divided by ``--width-step-cost``, the time of one of its steps over one of the
-reference's, measured on the machine beforehand. Wall time is reported for
+reference's, measured on the machine beforehand; a bfloat16 variant (``--mixed-precision``) likewise,
+by ``--bf16-step-cost``, the time of its step over a float32 one (below 1 on a CPU with
+bfloat16 units, AVX-512 BF16 or AMX). Wall time is reported for
 every variant, but on a shared machine it is the noisier measure.
 Each trained network is then scored by the Gatys objective it was trained on
 (its own loss settings, max pooling) on held-out photos, as bench/quality.py does.
@@ -44,6 +46,8 @@ VARIANTS = {
     "cosine_1e-3_256px": ["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "20", "--image-size", "256"],
     "cosine_1e-3_batch8": ["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "20", "--batch-size", "8"],
     "cosine_1e-3_full_width": ["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "20", "--width", "1.0"],
+    "cosine_1e-3_full_width_bf16": ["--lr", "1e-3", "--lr-schedule", "cosine", "--warmup-steps", "20", "--width", "1.0",
+                                    "--mixed-precision"],
 }
 """Named sets of `impasto train` flags, added to the shared ones (``--preset``, ``--init-from``)."""
 
@@ -59,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-every", type=int, default=50, help="so that a stopped sweep resumes")
     parser.add_argument("--width-step-cost", type=float, default=1.0,
                         help="seconds of a step of a --width variant over one of the reference (equal wall time)")
+    parser.add_argument("--bf16-step-cost", type=float, default=1.0,
+                        help="seconds of a --mixed-precision step over a float32 one (equal wall time)")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {sorted(VARIANTS)}")
     parser.add_argument("--photos", default=str(common.REPO_ROOT / "data/heldout"), help="held-out photos")
     parser.add_argument("--size", type=int, default=256, help="long side of the held-out photos when scored")
@@ -69,18 +75,20 @@ def _flag(flags: list[str], name: str, default: int) -> int:
     return int(flags[flags.index(name) + 1]) if name in flags else default
 
 
-def equal_compute_steps(flags: list[str], reference_steps: int, width_step_cost: float = 1.0) -> int:
+def equal_compute_steps(flags: list[str], reference_steps: int, width_step_cost: float = 1.0,
+                        bf16_step_cost: float = 1.0) -> int:
     """Steps that give a variant the pixels of `reference_steps` steps of batch 4 at 192 px, or for a
-    variant of another width, their wall time (`width_step_cost`: its step time over the reference's)."""
+    variant of another width or in bfloat16, their wall time (`width_step_cost`, `bf16_step_cost`:
+    the time of its step over the reference's, and of a bfloat16 step over a float32 one)."""
     pixels = _flag(flags, "--batch-size", 4) * _flag(flags, "--image-size", 192) ** 2
-    cost = width_step_cost if "--width" in flags else 1.0
+    cost = (width_step_cost if "--width" in flags else 1.0) * (bf16_step_cost if "--mixed-precision" in flags else 1.0)
     return max(1, round(reference_steps * REFERENCE_PIXELS / pixels / cost))
 
 
 def train_variant(args, name: str) -> dict:
     """Runs (or resumes) one variant's `impasto train`; returns its summary line."""
     flags = VARIANTS[name]
-    steps = equal_compute_steps(flags, args.steps, args.width_step_cost)
+    steps = equal_compute_steps(flags, args.steps, args.width_step_cost, args.bf16_step_cost)
     command = [sys.executable, "-m", "impasto", "train", "--style", args.style, "--data", args.data,
                "--out", str(Path(args.runs) / name), "--preset", args.preset, "--steps", str(steps),
                "--validation-photos", "0", "--checkpoint-every", str(args.checkpoint_every), "--no-progress", *flags]

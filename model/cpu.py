@@ -37,6 +37,11 @@ class CpuIdentity:
     logical_cpus: int
     onednn_max_isa: str = ""
 
+    @property
+    def has_bfloat16_units(self) -> bool:
+        """Whether oneDNN has bfloat16 arithmetic here (AVX-512 BF16 or AMX BF16), where bfloat16 pays."""
+        return "AVX-512 BF16" in self.extensions or "AMX BF16" in self.extensions
+
     def key(self) -> str:
         """One string naming all of it, for caches of per-CPU measurements."""
         parts = [self.model, "+".join(self.extensions) or "no-avx2", f"{self.logical_cpus} cpus"]

@@ -12,7 +12,12 @@ import pytest
 import tensorflow as tf
 
 from impasto.model import image_io
+from impasto.model.cpu import CpuIdentity
+from impasto.model.feedforward.transformer import TransformerNet
+from impasto.model.lossnet.losses import gram_matrix, style_transfer_loss
+from impasto.model.lossnet.vgg import VggFeatures
 from impasto.testing import IMPASTO_COMMAND
+from impasto.training import cli as train_cli
 from impasto.training import data
 from impasto.training.config import TrainConfig, preset
 from impasto.training.trainer import Trainer, TrainingDiverged
@@ -88,6 +93,54 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, ph
     kernels = [reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
                if "kernel" in name and "OPTIMIZER" not in name]
     assert kernels and all(np.all(np.isfinite(k)) for k in kernels)
+
+
+def test_the_mixed_precision_loss_follows_the_float32_loss_of_the_same_network_and_batch(tiny_vgg_weights,
+                                                                                        style_image):
+    photos = np.stack([image_io.resize_image(load_test_image(name), 48, 48) for name in ("chelsea.png", "coffee.png")])
+    loss_config = TrainConfig.tiny().loss
+    weights = TransformerNet(width=0.125, seed=3).weights_dict()
+    totals, terms = {}, {}
+    for dtype in (tf.float32, tf.bfloat16):
+        network = TransformerNet(width=0.125, compute_dtype=dtype)
+        network.load_weights_dict(weights)
+        vgg = VggFeatures(tiny_vgg_weights, dtype=dtype)
+        style_grams = {layer: gram_matrix(features) for layer, features in
+                       vgg(tf.constant(style_image[None]), [name for name, _ in loss_config.style_layers]).items()}
+        stylized = network(tf.constant(photos))
+        assert stylized.dtype == tf.float32 and all(v.dtype == tf.float32 for v in network.trainable_variables)
+        totals[dtype], terms[dtype] = style_transfer_loss(
+            stylized, vgg(stylized, loss_config.all_layers),
+            vgg(tf.constant(photos), [name for name, _ in loss_config.content_layers]), style_grams, loss_config)
+    assert float(totals[tf.bfloat16]) != float(totals[tf.float32])  # bfloat16 did run...
+    for name in ("content", "style", "tv", "total"):  # ...and every term follows float32's.
+        assert float(terms[tf.bfloat16].get(name, totals[tf.bfloat16])) == pytest.approx(
+            float(terms[tf.float32].get(name, totals[tf.float32])), rel=0.03), name
+
+
+@pytest.mark.slow
+def test_a_mixed_precision_run_trains_and_records_it_in_its_history(tmp_path, photo_dir, tiny_vgg_weights,
+                                                                     style_image):
+    config = replace(TrainConfig.tiny(), steps=2, mixed_precision=True)
+    trainer = Trainer(config, style_image, tmp_path / "run", vgg_weights=tiny_vgg_weights)
+    result = trainer.train(data.list_photos(photo_dir), show_progress=False)
+    assert result.steps == 2 and np.isfinite(result.losses["total"])
+    assert trainer.vgg.compute_dtype == tf.bfloat16
+    assert all(variable.dtype == tf.float32 for variable in trainer.network.trainable_variables)
+    segment = json.loads((tmp_path / "run" / "bundle.json").read_text())["segments"][-1]
+    assert segment["recipe"]["mixed_precision"] is True
+
+
+def test_a_float32_run_on_a_cpu_with_bfloat16_units_is_told_of_mixed_precision():
+    avx512_bf16 = CpuIdentity("AMD EPYC", ("AVX2", "FMA", "AVX-512F", "AVX-512 BF16"), 2)
+    amx = CpuIdentity("Intel Xeon", ("AVX2", "AVX-512F", "AMX", "AMX BF16"), 2)
+    avx2 = CpuIdentity("AMD EPYC", ("AVX2", "FMA"), 2)
+    float32, bfloat16 = TrainConfig.tiny(), replace(TrainConfig.tiny(), mixed_precision=True)
+    assert "AVX-512 BF16" in train_cli.mixed_precision_hint(float32, avx512_bf16, has_gpu=False)
+    assert "AMX BF16" in train_cli.mixed_precision_hint(float32, amx, has_gpu=False)
+    assert train_cli.mixed_precision_hint(float32, avx2, has_gpu=False) is None
+    assert train_cli.mixed_precision_hint(bfloat16, avx512_bf16, has_gpu=False) is None
+    assert train_cli.mixed_precision_hint(float32, avx512_bf16, has_gpu=True) is None
 
 
 def test_presets_are_named_and_overridable():

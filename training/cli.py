@@ -7,8 +7,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import tensorflow as tf
+
 from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, reports_errors
+from impasto.model.cpu import CpuIdentity, this_cpu
 from impasto.model.errors import InvalidInputError
 from impasto.model.lossnet.weights import load_vgg_weights
 from impasto.training import data, records
@@ -45,11 +48,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     parser.add_argument("--log-every", type=int, help="steps between TensorBoard scalar writes")
     parser.add_argument("--validate-every", type=int, help="steps between validation passes")
-    parser.add_argument("--mixed-precision", action="store_true", default=None, help="bfloat16 compute (for GPUs)")
+    parser.add_argument("--mixed-precision", action="store_true", default=None,
+                        help="bfloat16 compute, float32 variables: for GPUs, TPUs and CPUs with bfloat16 units "
+                             "(AVX-512 BF16, AMX)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--vgg-weights", help="loss-network weights: imagenet, torchvision, or a .h5/.npz file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def mixed_precision_hint(config: TrainConfig, cpu: CpuIdentity, has_gpu: bool) -> str | None:
+    """A note for a float32 run on a CPU with bfloat16 units, where `--mixed-precision` trains faster."""
+    if config.mixed_precision or has_gpu or not cpu.has_bfloat16_units:
+        return None
+    units = " and ".join(name for name in ("AVX-512 BF16", "AMX BF16") if name in cpu.extensions)
+    return (f"impasto: note: this CPU has bfloat16 units ({units}); --mixed-precision trains faster on it "
+            "(docs/training.md, 'Mixed precision')")
 
 
 @reports_errors
@@ -70,6 +84,9 @@ def run(argv: list[str]) -> int:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be at least 1")
     if config.warmup_steps < 0 or not 0.0 <= config.final_lr_fraction <= 1.0:
         raise InvalidInputError("--warmup-steps must be at least 0 and --final-lr-fraction between 0 and 1")
+    hint = mixed_precision_hint(config, this_cpu(), bool(tf.config.list_physical_devices("GPU")))
+    if hint:
+        print(hint, file=sys.stderr)
     style_image = image_io.load_image(args.style)
     if records.is_record_pattern(args.data):  # Shards are decoded and resized already; no photo is held out.
         photos, validation, record_files = [], [], records.shard_files(args.data)

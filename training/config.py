@@ -23,7 +23,8 @@ class TrainConfig:
         pooling: VGG pooling for the loss network.
         mixed_precision: compute the transformer and the loss network in bfloat16, keeping the variables,
             the losses and the optimizer in float32. bfloat16 has float32's exponent range, so no loss
-            scaling is used. Pays on GPUs and TPUs with bfloat16 units; on CPUs without them it is slower.
+            scaling is used. Pays on GPUs, TPUs and CPUs with bfloat16 units (AVX-512 BF16, AMX); on
+            CPUs without them it is slower.
         validation_photos: photos held out from training for the validation loss and images.
         max_pixels: photos whose header claims more pixels are skipped (and counted) before decoding,
             so a decompression bomb in the data folder cannot exhaust memory.

@@ -35,7 +35,7 @@ def segment(config, first: int, last: int, seconds: float) -> dict:
             "recipe": {"width": config.width, "image_size": config.image_size, "batch_size": config.batch_size,
                        "learning_rate": config.learning_rate, "lr_schedule": config.lr_schedule,
                        "warmup_steps": config.warmup_steps, "final_lr_fraction": config.final_lr_fraction,
-                       "schedule_steps": config.steps},
+                       "schedule_steps": config.steps, "mixed_precision": config.mixed_precision},
             "machine": this_cpu().key(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
