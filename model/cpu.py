@@ -38,9 +38,10 @@ class CpuIdentity:
     onednn_max_isa: str = ""
 
     @property
-    def has_bfloat16_units(self) -> bool:
-        """Whether oneDNN has bfloat16 arithmetic here (AVX-512 BF16 or AMX BF16), where bfloat16 pays."""
-        return "AVX-512 BF16" in self.extensions or "AMX BF16" in self.extensions
+    def bfloat16_units(self) -> tuple[str, ...]:
+        """The extensions that give oneDNN bfloat16 arithmetic here (AVX-512 BF16, AMX BF16), where
+        bfloat16 pays; empty where it does not."""
+        return tuple(name for name in ("AVX-512 BF16", "AMX BF16") if name in self.extensions)
 
     def key(self) -> str:
         """One string naming all of it, for caches of per-CPU measurements."""

@@ -59,11 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def mixed_precision_hint(config: TrainConfig, cpu: CpuIdentity, has_gpu: bool) -> str | None:
     """A note for a float32 run on a CPU with bfloat16 units, where `--mixed-precision` trains faster."""
-    if config.mixed_precision or has_gpu or not cpu.has_bfloat16_units:
+    if config.mixed_precision or has_gpu or not cpu.bfloat16_units:
         return None
-    units = " and ".join(name for name in ("AVX-512 BF16", "AMX BF16") if name in cpu.extensions)
-    return (f"impasto: note: this CPU has bfloat16 units ({units}); --mixed-precision trains faster on it "
-            "(docs/training.md, 'Mixed precision')")
+    return (f"impasto: note: this CPU has bfloat16 units ({' and '.join(cpu.bfloat16_units)}); --mixed-precision "
+            "trains faster on it (docs/training.md, 'Mixed precision')")
 
 
 @reports_errors
