@@ -1,20 +1,39 @@
 """Shared test helpers and fixtures: test images, tiny loss networks, photo folders, tiny exported models."""
 
+import json
 import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# The feed-forward engine choice (impasto.model.feedforward.engines) is measured once per test session and cached
-# here, never in the user's ~/.cache, so a run does not depend on what an earlier run measured.
+# The feed-forward engine choice (impasto.model.feedforward.engines) is cached here, never in the user's
+# ~/.cache, so a run does not depend on what an earlier run measured.
 os.environ["IMPASTO_CACHE_DIR"] = tempfile.mkdtemp(prefix="impasto-test-cache-")
 
 import pytest  # noqa: E402
 
 from impasto.model import image_io  # noqa: E402
+from impasto.model.feedforward import engines  # noqa: E402
 from impasto.testing import ServerProcess  # noqa: E402
+
+
+def _seed_engine_choice(cache_dir: Path, engine: str, widths: Sequence[float]) -> None:
+    """Writes an engine-choice cache (`impasto.model.feedforward.engines`) in which `engine` wins at every
+    calibrated side for networks of each of `widths`, so that ``--engine auto`` runs it without timing anything."""
+    names = engines.available_engines()
+    seconds = {str(side): {name: 1.0 if name == engine else 2.0 for name in names}
+               for side in engines.CALIBRATION_SIDES}
+    entries = {engines.calibration_key(width, names): {"seconds": seconds} for width in widths}
+    (cache_dir / engines.CACHE_FILE).write_text(json.dumps(entries, indent=1))
+
+
+# ... and holds a choice of `tf` for the widths the tests' networks have, so that `--engine auto` (the default of
+# `impasto stylize` and `impasto batch`) gives the same engine on every machine and no test spends half a minute
+# timing engines; tests/test_engines.py measures and caches choices of its own.
+_seed_engine_choice(Path(os.environ["IMPASTO_CACHE_DIR"]), "tf", widths=(0.125, 0.25, 0.5, 1.0))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO_ROOT / "tests" / "data"
@@ -41,6 +60,17 @@ def pytest_collection_modifyitems(items):
     for item in items:
         for marker in sorted({_MARKERS_BY_FIXTURE[name] for name in item.fixturenames if name in _MARKERS_BY_FIXTURE}):
             item.add_marker(marker)
+
+
+def run_cli_in_process(capsys, *argv) -> tuple[int, str]:
+    """(exit code, stderr) of `impasto ARGV...` run by `impasto.cli.main` in this process: what a real process
+    would exit with (`impasto.cli` exits with what `main` returns), without the seconds a new process spends
+    importing TensorFlow. For refusals; tests of what a process does (signals, files, ports) start a real one."""
+    from impasto.cli import main
+
+    capsys.readouterr()
+    code = main([str(arg) for arg in argv])
+    return code, capsys.readouterr().err
 
 
 def load_test_image(name: str):

@@ -33,8 +33,8 @@ def test_speed_bench_times_impasto_and_every_peer():
     assert figures["environment"]["cpu"] and isinstance(figures["environment"]["vector_extensions"], list)
 
 
-def test_litert_bench_compares_each_variant_with_the_savedmodel():
-    figures = _run("litert_speed.py", "--model", "great_wave", "--sizes", "32", "--variants", "float32,float16",
+def test_litert_bench_compares_each_variant_with_the_savedmodel(export_bundle):
+    figures = _run("litert_speed.py", "--model", str(export_bundle), "--sizes", "32", "--variants", "float32,float16",
                    "--repeats", "1")
     variants = figures["sizes"]["32"]["variants"]
     assert set(variants) == {"float32", "float16"} and variants["float32"]["psnr_db"] > 60

@@ -10,7 +10,7 @@ from PIL import Image
 
 from impasto.testing import IMPASTO_COMMAND
 
-from conftest import as_foreground_process
+from conftest import as_foreground_process, run_cli_in_process
 
 pytestmark = pytest.mark.subprocess
 
@@ -60,12 +60,14 @@ def test_fast_keeps_the_photo_size(tmp_path, data_dir, tiny_bundle):
     ("unknown model", ["{data}/chelsea.png", "--model", "no_such_model"], "no model 'no_such_model'"),
     ("bad strength", ["{data}/chelsea.png", "--model", "x", "--strength", "2"], "--strength"),
 ], ids=lambda case: case[0])
-def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, data_dir, case):
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, data_dir, case, capsys):
+    """In this process (`run_cli_in_process`); the test below and the Ctrl-C ones see a real process's exit."""
     _, args, message = case
     out = tmp_path / "out.png"
-    finished = _stylize(*[a.format(data=data_dir) for a in args], "--out", out, "--iterations", 1, "--size", 32)
-    assert finished.returncode == 2
-    assert message in finished.stderr and "Traceback" not in finished.stderr
+    code, stderr = run_cli_in_process(capsys, "stylize", *[a.format(data=data_dir) for a in args], "--out", out,
+                                      "--iterations", 1, "--size", 32)
+    assert code == 2
+    assert message in stderr and "Traceback" not in stderr
     assert list(tmp_path.iterdir()) == []
 
 

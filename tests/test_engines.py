@@ -84,7 +84,7 @@ def test_engines_run_on_the_threads_tensorflow_was_given():
 @pytest.mark.parametrize("damage", ["{not json", "[]", '{"KEY": {"seconds": {"32": {"tf": -1.0}}}}'])
 def test_a_damaged_cache_is_measured_over(tmp_path, damage):
     cache, reports = tmp_path / "choice.json", []
-    key = f"{engines.calibration_key(0.125, ('tf',))} | sides 32"
+    key = engines.calibration_key(0.125, ("tf",), sides=(32,))
     cache.write_text(damage.replace("KEY", key))
     choice = choose_engine(0.125, engines=("tf",), sides=(32,), repeats=1, cache=cache, report=reports.append)
     assert len(reports) == 1 and choice.seconds[32]["tf"] > 0
@@ -95,7 +95,7 @@ def test_auto_runs_the_engine_the_cache_names(monkeypatch, tmp_path, random_netw
     """With a calibration on file that has litert winning small images and tf large ones, `auto` follows it."""
     monkeypatch.setenv(engines.CACHE_DIR_VARIABLE, str(tmp_path))
     names = tuple(engines.ENGINES)
-    key = f"{engines.calibration_key(random_network.width, names)} | sides 256,512"
+    key = engines.calibration_key(random_network.width, names)
     seconds = {"256": {"tf": 0.2, "tf_xla": 0.3, "litert": 0.1}, "512": {"tf": 0.5, "tf_xla": 0.9, "litert": 0.8}}
     (tmp_path / engines.CACHE_FILE).write_text(json.dumps({key: {"seconds": seconds}}))
     reports = []

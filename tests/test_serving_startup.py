@@ -1,5 +1,7 @@
 """`impasto serve` start-up: each export target on a server without XLA, load and warmup logging, the XLA cache."""
 
+import shutil
+
 import grpc
 import pytest
 import tensorflow as tf
@@ -8,6 +10,7 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from impasto.export import keys
 from impasto.export.exporter import export_model
 from impasto.export.signatures import ServingConfig
+from impasto.export.warmup import warmup_path
 from impasto.serving import xla
 
 WARMUP = ((64, 48),)
@@ -15,15 +18,16 @@ WARMUP = ((64, 48),)
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, export_network):
-    """{"cpu": base path, "gpu": base path, "gpu_unwarmed": base path}: version 1 of each, one 64 px bucket."""
+    """{"cpu": base path, "gpu": base path, "gpu_unwarmed": base path}: version 1 of each, one 64 px bucket;
+    "gpu_unwarmed" is a copy of "gpu" without its warmup file."""
     root = tmp_path_factory.mktemp("startup_models")
     metadata = {"width": 0.125, "style": "test"}
-    exports = {"cpu": (ServingConfig(max_side=64, ladder=(64,)), WARMUP),
-               "gpu": (ServingConfig(max_side=64, ladder=(64,), target="gpu"), WARMUP),
-               "gpu_unwarmed": (ServingConfig(max_side=64, ladder=(64,), target="gpu"), ())}
-    for name, (config, warmup) in exports.items():
-        export_model(export_network, metadata, root / name, 1, config, warmup_sizes=warmup)
-    return {name: root / name for name in exports}
+    for name, target in (("cpu", "cpu"), ("gpu", "gpu")):
+        export_model(export_network, metadata, root / name, 1, ServingConfig(max_side=64, ladder=(64,), target=target),
+                     warmup_sizes=WARMUP)
+    shutil.copytree(root / "gpu", root / "gpu_unwarmed")
+    warmup_path(root / "gpu_unwarmed" / "1").unlink()
+    return {name: root / name for name in ("cpu", "gpu", "gpu_unwarmed")}
 
 
 def _predict(server, model: str, image: bytes, signature: str = "") -> bytes:

@@ -16,7 +16,7 @@ from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.tile_grid import Tiling
 from impasto.testing import IMPASTO_COMMAND, seam_ratio
 
-from conftest import load_test_image
+from conftest import load_test_image, run_cli_in_process
 
 # Measured: 8e-4 levels (random network), 3e-3 (bundled model): float rounding only.
 TILED_VS_UNTILED_MAX_ABS = 0.02
@@ -140,7 +140,7 @@ def _stylize(*args):
 
 
 @pytest.mark.subprocess
-def test_cli_tile_flags(tmp_path, data_dir):
+def test_cli_tile_flags(tmp_path, data_dir, capsys):
     """--tile forces tiles, --no-tile forbids them; both give the same picture; bad values exit 2."""
     common = ["--model", "starry_night", data_dir / "chelsea.png", "--no-progress"]
     assert _stylize(*common, "--tile", 64, "--out", tmp_path / "tiled.png").returncode == 0
@@ -148,8 +148,9 @@ def test_cli_tile_flags(tmp_path, data_dir):
     tiled, whole = (np.asarray(Image.open(tmp_path / name), np.int16) for name in ("tiled.png", "whole.png"))
     assert np.abs(tiled - whole).max() <= 1  # Rounding to 8 bits.
 
-    refused = _stylize(*common, "--tile", 30, "--out", tmp_path / "bad.png")
-    assert refused.returncode == 2 and "tile size must be a multiple of 4" in refused.stderr
-    both = _stylize(*common, "--tile", 64, "--no-tile", "--out", tmp_path / "bad.png")
-    assert both.returncode == 2 and "not allowed with" in both.stderr
+    code, stderr = run_cli_in_process(capsys, "stylize", *common, "--tile", 30, "--out", tmp_path / "bad.png")
+    assert code == 2 and "tile size must be a multiple of 4" in stderr
+    with pytest.raises(SystemExit) as exited:  # argparse's own refusal of two exclusive flags.
+        run_cli_in_process(capsys, "stylize", *common, "--tile", 64, "--no-tile", "--out", tmp_path / "bad.png")
+    assert exited.value.code == 2 and "not allowed with" in capsys.readouterr().err
     assert not (tmp_path / "bad.png").exists()

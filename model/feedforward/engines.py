@@ -65,6 +65,11 @@ def litert_available() -> bool:
     return True
 
 
+def available_engines() -> tuple[str, ...]:
+    """The `ENGINES` whose runtime is installed, in `ENGINES` order."""
+    return tuple(engine for engine in ENGINES if engine != "litert" or litert_available())
+
+
 def engine_threads() -> int:
     """The CPU threads the engines run on: TensorFlow's intra-op thread setting where one was made (`impasto batch`
     divides the cores among its worker processes), else every usable CPU; LiteRT's XNNPACK gets the same number."""
@@ -108,9 +113,9 @@ class EngineChoice:
         return min(self.seconds[side], key=self.seconds[side].get)
 
 
-def calibration_key(width: float, engines: Sequence[str]) -> str:
-    """What a calibration is valid for: the CPU, the library versions, the threads, the network width and the
-    engines."""
+def calibration_key(width: float, engines: Sequence[str], sides: Sequence[int] = CALIBRATION_SIDES) -> str:
+    """What a calibration is valid for, its key in the cache: the CPU, the library versions, the threads, the
+    network width, the engines and the sides timed."""
     from impasto import __version__
 
     versions = [f"impasto {__version__}", f"tensorflow {tf.__version__}"]
@@ -119,7 +124,7 @@ def calibration_key(width: float, engines: Sequence[str]) -> str:
 
         versions.append(f"ai-edge-litert {version('ai-edge-litert')}")
     return " | ".join([this_cpu().key(), *versions, f"threads {engine_threads()}", f"width {width:g}",
-                       "engines " + ",".join(engines)])
+                       "engines " + ",".join(engines), "sides " + ",".join(map(str, sides))])
 
 
 def cache_path() -> Path:
@@ -160,9 +165,9 @@ def choose_engine(width: float, engines: Sequence[str] | None = None, sides: Seq
             measured over, never an error.
         report: called with one line before a measurement starts (it takes seconds).
     """
-    engines = tuple(engines or [engine for engine in ENGINES if engine != "litert" or litert_available()])
+    engines = tuple(engines or available_engines())
     cache = cache or cache_path()
-    key = f"{calibration_key(width, engines)} | sides {','.join(map(str, sides))}"
+    key = calibration_key(width, engines, sides)
     entries = _read_cache(cache)
     entry = entries.get(key)
     if isinstance(entry, dict) and _valid_seconds(entry.get("seconds"), engines, sides):
