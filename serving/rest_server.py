@@ -97,6 +97,9 @@ class RestServer(http.server.ThreadingHTTPServer):
     """
 
     daemon_threads = False  # server_close() joins the request threads: in-flight requests finish.
+    request_queue_size = socket.SOMAXCONN
+    """The listen backlog: socketserver's default of 5 overflows when a few dozen clients connect at once (the
+    kernel then drops or resets their connections); gRPC's listener uses SOMAXCONN too."""
 
     def __init__(self, address: tuple[str, int], predictor: Predictor, metrics_path: str | None,
                  ssl_context: ssl.SSLContext | None = None, max_concurrent: int = 0):

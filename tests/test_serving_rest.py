@@ -2,10 +2,13 @@
 
 import base64
 import json
+import shutil
+import subprocess
 import urllib.error
 import urllib.request
 
 import numpy as np
+import pytest
 
 from impasto.export import keys
 from impasto.model import image_io
@@ -105,3 +108,13 @@ def test_prometheus_metrics_count_requests_per_model_version_and_status(tiny_ser
     assert ok in text and bad in text
     bucket = ':tensorflow:serving:request_latency_bucket{model_name="tiny",model_version="1",status="OK",le="+Inf"}'
     assert bucket in text
+
+
+def test_the_rest_port_listens_with_a_backlog_for_many_clients_at_once(tiny_server):
+    """socketserver's default backlog of 5 reset connections when 16 clients connected at once (a CI run of
+    tests/test_serving_memory.py); the REST port listens with SOMAXCONN, as the gRPC port does."""
+    if shutil.which("ss") is None:
+        pytest.skip("needs ss (iproute2) to read the listen backlog")
+    listing = subprocess.run(["ss", "-ltnH", f"sport = :{tiny_server.rest_port}"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert listing[0] == "LISTEN" and int(listing[2]) >= 128, listing  # ss: state, Recv-Q, Send-Q (the backlog).
