@@ -69,7 +69,10 @@ def run_cli_in_process(capsys, *argv) -> tuple[int, str]:
     from impasto.cli import main
 
     capsys.readouterr()
-    code = main([str(arg) for arg in argv])
+    try:
+        code = main([str(arg) for arg in argv])
+    except SystemExit as exited:  # argparse's own refusals exit; a process would exit with the same code.
+        code = exited.code
     return code, capsys.readouterr().err
 
 
