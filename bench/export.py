@@ -33,8 +33,9 @@ import tensorflow as tf  # noqa: E402
 
 from impasto.export import keys  # noqa: E402
 from impasto.export.exporter import export_model  # noqa: E402
+from impasto.export.options import DEFAULT_WARMUP_SIZES  # noqa: E402
 from impasto.export.signatures import ServingConfig  # noqa: E402
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmup_path  # noqa: E402
+from impasto.export.warmup import warmup_path  # noqa: E402
 from impasto.model import image_io  # noqa: E402
 from impasto.model.feedforward.bundles import load_network  # noqa: E402
 from impasto.model.feedforward.transformer import TransformerNet  # noqa: E402

@@ -48,7 +48,7 @@ import scipy.optimize  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from impasto.model import image_io  # noqa: E402
-from impasto.model.lossnet.losses import LossConfig  # noqa: E402
+from impasto.model.lossnet.loss_config import LossConfig  # noqa: E402
 from impasto.model.lossnet.vgg import VggFeatures  # noqa: E402
 from impasto.model.optimize.gatys import blended_style_grams, make_objective  # noqa: E402
 from impasto.model.optimize.optimizers import OptimizerConfig, make_optimizer  # noqa: E402

@@ -47,6 +47,7 @@ sys.path.remove(str(BENCH_DIR))
 
 from impasto.export import keys, litert  # noqa: E402
 from impasto.export.exporter import export_model  # noqa: E402
+from impasto.export.litert_variants import VARIANTS  # noqa: E402
 from impasto.export.signatures import ServingConfig  # noqa: E402
 from impasto.model import image_io  # noqa: E402
 from impasto.model.feedforward.bundles import load_network  # noqa: E402
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="great_wave", help="bundled model name, training run directory or .npz")
     parser.add_argument("--sizes", type=common.int_list, default=[256, 512], help="square sides, e.g. 256,512")
-    parser.add_argument("--variants", default=",".join(litert.VARIANTS), help="comma-separated (default: all)")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all)")
     parser.add_argument("--threads", type=int, default=2, help="LiteRT (XNNPACK) threads")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per size, variant and TensorFlow")
     parser.add_argument("--photo", default=str(DEFAULT_PHOTO), help="the image, cropped square and resized")
@@ -139,7 +140,7 @@ def targets(sizes_bytes: dict, by_size: dict) -> dict:
         variants = figures["variants"]
         if "float32" in variants:
             met[f"float32_at_least_as_fast_as_tensorflow_{side}"] = variants["float32"]["speedup"] >= 1.0
-        within = [name for name, figure in variants.items() if litert.VARIANTS[name].meets_bound(figure)]
+        within = [name for name, figure in variants.items() if VARIANTS[name].meets_bound(figure)]
         if within:
             fastest = max(within, key=lambda name: variants[name]["speedup"])
             met[f"fastest_within_bound_{side}"] = fastest

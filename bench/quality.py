@@ -27,7 +27,7 @@ from impasto.model import image_io
 from impasto.model.feedforward.bundles import bundled_model_names, load_network
 from impasto.model.feedforward.stylizer import FastStylizer
 from impasto.model.files import atomic_write_bytes
-from impasto.model.lossnet.losses import LossConfig
+from impasto.model.lossnet.loss_config import LossConfig
 from impasto.model.lossnet.vgg import VggFeatures
 from impasto.model.optimize.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective
 from impasto.model.optimize.optimizers import OptimizerConfig

@@ -52,8 +52,7 @@ from harness import REPO_ROOT, work_dir  # noqa: E402  (bench/harness.py)
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc  # noqa: E402
 
 from impasto.export import keys  # noqa: E402
-from impasto.export.signatures import TARGETS  # noqa: E402
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES  # noqa: E402
+from impasto.export.options import DEFAULT_WARMUP_SIZES, TARGETS  # noqa: E402
 from impasto.model import image_io  # noqa: E402
 from impasto.testing import ServerProcess  # noqa: E402
 

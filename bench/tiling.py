@@ -112,7 +112,7 @@ def _child_fast(job: dict) -> dict:
 
     from impasto.model.feedforward.bundles import load_network
     from impasto.model.feedforward.stylizer import FastStylizer
-    from impasto.model.tile_grid import Tiling
+    from impasto.model.tiling import Tiling
     from impasto.testing import seam_ratio
 
     network, _ = load_network(job["model"])
@@ -141,7 +141,7 @@ def _child_fast(job: dict) -> dict:
 def _child_optimize(job: dict) -> dict:
     from impasto.model import image_io
     from impasto.model.optimize.gatys import GatysConfig, GatysStylizer
-    from impasto.model.tile_grid import Tiling
+    from impasto.model.tiling import Tiling
 
     content = image_io.load_image(job["photo"])
     style = image_io.load_image(job["style"])

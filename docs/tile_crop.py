@@ -23,7 +23,7 @@ import tiling as tiling_bench  # noqa: E402  (bench/tiling.py: the test card)
 from impasto.model import image_io  # noqa: E402
 from impasto.model.feedforward.bundles import load_network  # noqa: E402
 from impasto.model.feedforward.stylizer import FastStylizer  # noqa: E402
-from impasto.model.tile_grid import Tiling  # noqa: E402
+from impasto.model.tiling import Tiling  # noqa: E402
 
 
 def main() -> None:

@@ -18,9 +18,10 @@ import tensorflow as tf
 
 from impasto import __version__
 from impasto.export import keys
-from impasto.export.signatures import GPU_TARGET, ServingConfig, StylizeModule
+from impasto.export.options import DEFAULT_WARMUP_SIZES, GPU_TARGET
+from impasto.export.signatures import ServingConfig, StylizeModule
 from impasto.export.tflite_model import write_tflite_model
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES, warmed_signature, warmup_path, write_warmup_file
+from impasto.export.warmup import warmed_signature, warmup_path, write_warmup_file
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_directory, pause_for_crash_test

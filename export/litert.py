@@ -14,7 +14,7 @@ The files are converted from `ReferenceTransformer`, the plain form of the netwo
 norm statistics and nearest-neighbour upsampling become TFLite builtin ops, where the
 fast form's gathers and fused batch norms would not convert as cleanly. Only builtin
 ops are allowed (no Select TF / Flex ops), so the files run on the stock LiteRT
-runtime. A variant is written only when it meets its quality bound (`Variant`);
+runtime. A variant is written only when it meets its quality bound (`litert_variants.Variant`);
 otherwise the export says why and goes on with the others. Every file is written
 atomically.
 """
@@ -25,13 +25,13 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
 
 from impasto import __version__
+from impasto.export.litert_variants import TILING_VARIANTS, VARIANTS
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.litert_network import TilingStages, tflite_converter
@@ -46,49 +46,6 @@ _PIXELS = {"dtype": "float32", "layout": "NHWC", "shape": list(INPUT_SHAPE), "co
 
 CALIBRATION_LONG_SIDE = 256
 """Calibration and check photos are resized to this long side."""
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One kind of exported file.
-
-    Attributes:
-        name: the file name's suffix and the ``--variants`` value.
-        description: what it stores, for the side file.
-        min_psnr: written only if its PSNR against the TensorFlow network reaches this (dB).
-        max_mean_error: written only if its mean absolute difference from it is at most this (levels of 255).
-    """
-
-    name: str
-    description: str
-    min_psnr: float | None = None
-    max_mean_error: float | None = None
-
-    def meets_bound(self, check: dict) -> bool:
-        if self.min_psnr is not None and check["psnr_db"] < self.min_psnr:
-            return False
-        return self.max_mean_error is None or check["mean_abs_error"] <= self.max_mean_error
-
-    def bound(self) -> str:
-        if self.min_psnr is not None:
-            return f"PSNR >= {self.min_psnr:g} dB"
-        return f"mean absolute error <= {self.max_mean_error:g} of 255"
-
-
-VARIANTS = {variant.name: variant for variant in (
-    Variant("float32", "float32 weights and arithmetic", max_mean_error=0.5),
-    Variant("float16", "float16 weights, float32 arithmetic on CPU (float16 where a GPU delegate runs it)",
-            min_psnr=45.0),
-    Variant("int8", "int8 weights, float activations quantized dynamically (dynamic-range quantization)",
-            min_psnr=35.0),
-    Variant("int8-full", "int8 weights and activations, activation ranges calibrated on photos "
-            "(full-integer quantization; float input and output)", min_psnr=30.0),
-)}
-
-
-TILING_VARIANTS = ("float32", "float16", "int8")
-"""Variants written with a tiling-stages file beside them (``NAME-VARIANT.tiles.tflite``, `convert_tiling_stages`)
-for seam-free tiled runs of large images; int8-full's calibrated ranges are the whole network's."""
 
 
 def psnr(image: np.ndarray, reference: np.ndarray) -> float:

@@ -54,21 +54,17 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 from impasto.export import keys
+from impasto.export.options import CPU_TARGET, GPU_TARGET, TARGETS
 from impasto.model import color
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.padding import mirror_pad
 from impasto.model.feedforward.tiled_network import tiled_function
 from impasto.model.feedforward.transformer import MIN_SIDE, TransformerNet
 from impasto.model.image_io import DEFAULT_MAX_PIXELS
-from impasto.model.tile_grid import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
+from impasto.model.tiling import DEFAULT_TILE_PIXELS, DEFAULT_TILE_SIZE, Tiling
 
 DEFAULT_LADDER = (256, 384, 512, 768, 1024, 1536, 2048)
 """Bucket sides, in pixels, before `ServingConfig.max_side` caps them."""
-CPU_TARGET = "cpu"
-"""Export target: no XLA anywhere (TensorFlow's own kernels; any tensorflow_model_server)."""
-GPU_TARGET = "gpu"
-"""Export target: the network XLA-compiled in every signature but ``serving_noxla``."""
-TARGETS = (CPU_TARGET, GPU_TARGET)
 
 _HEADER_LENGTH = 32
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -29,14 +29,9 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
 from impasto.export import keys
-from impasto.model.errors import InvalidInputError
 from impasto.model.image_io import encode_image
 
 _GREY = 128.0
-DEFAULT_WARMUP_SIZES = ((256, 256), (512, 512))
-"""(height, width) of the default warmup requests: the graph runtime is built by the first,
-and with the second the buckets of most web-sized photos' thumbnails and previews are compiled."""
-MAX_WARMUP_SIDE = 16384
 MAX_WARMUP_RECORDS = 1000
 """TF Serving's limit on warmup records per version: later records are not read."""
 
@@ -44,24 +39,6 @@ MAX_WARMUP_RECORDS = 1000
 def warmup_path(version_dir: str | os.PathLike) -> Path:
     """``<version_dir>/assets.extra/tf_serving_warmup_requests``, where TF Serving looks for the records."""
     return Path(version_dir) / keys.ASSETS_EXTRA / keys.WARMUP_FILE
-
-
-def parse_sizes(text: str) -> tuple[tuple[int, int], ...]:
-    """``"512x512,1024x768"`` -> ((512, 512), (1024, 768)), as (height, width); ``""`` -> ().
-
-    Raises:
-        InvalidInputError: an entry that is not HEIGHTxWIDTH with sides 1..16384.
-    """
-    sizes = []
-    for entry in (part.strip() for part in text.split(",")):
-        if not entry:
-            continue
-        height, _, width = entry.lower().partition("x")
-        if not (height.isdigit() and width.isdigit() and 1 <= int(height) <= MAX_WARMUP_SIDE
-                and 1 <= int(width) <= MAX_WARMUP_SIDE):
-            raise InvalidInputError(f"warmup size {entry!r}: use HEIGHTxWIDTH with sides from 1 to {MAX_WARMUP_SIDE}")
-        sizes.append((int(height), int(width)))
-    return tuple(sizes)
 
 
 def warmed_signature(tflite_model: bool) -> str:

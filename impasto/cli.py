@@ -9,23 +9,50 @@ import contextlib
 import importlib
 import os
 import sys
+from dataclasses import dataclass
 
 from impasto.model.cli_errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One `impasto` subcommand.
+
+    Attributes:
+        flags: module whose `build_parser()` parses its flags; it imports no TensorFlow (nor Beam), so
+            `--help` and flag errors answer before either is loaded.
+        runner: module whose `run(argv)` runs it.
+        summary: one line for `impasto --help`.
+        beam_options: arguments after the first ``--`` are Beam pipeline options, not the command's own.
+    """
+
+    flags: str
+    runner: str
+    summary: str
+    beam_options: bool = False
+
+
 SUBCOMMANDS = {
-    "stylize": ("impasto.model.cli", "Stylize an image (optimization or a feed-forward model)."),
-    "train": ("impasto.training.cli", "Train a feed-forward model for one style."),
-    "export": ("impasto.export.cli", "Export a trained model for TensorFlow Serving or as LiteRT (.tflite) files."),
-    "serve": ("impasto.serving.server_cli", "Serve exported models over gRPC and REST, like tensorflow_model_server."),
-    "client": ("impasto.serving.client_cli", "Stylize files through a running server."),
-    "batch": ("impasto.serving.batch.cli", "Stylize a whole collection on Apache Beam (resumable, any runner)."),
-    "prepare-data": ("impasto.training.prepare_cli", "Decode and resize training photos into TFRecord shards (Beam)."),
+    "stylize": Subcommand("impasto.model.stylize_flags", "impasto.model.cli",
+                          "Stylize an image (optimization or a feed-forward model)."),
+    "train": Subcommand("impasto.training.train_flags", "impasto.training.cli",
+                        "Train a feed-forward model for one style."),
+    "export": Subcommand("impasto.export.export_flags", "impasto.export.cli",
+                         "Export a trained model for TensorFlow Serving or as LiteRT (.tflite) files."),
+    "serve": Subcommand("impasto.serving.serve_flags", "impasto.serving.server_cli",
+                        "Serve exported models over gRPC and REST, like tensorflow_model_server."),
+    "client": Subcommand("impasto.serving.client_flags", "impasto.serving.client_cli",
+                         "Stylize files through a running server."),
+    "batch": Subcommand("impasto.serving.batch.batch_flags", "impasto.serving.batch.cli",
+                        "Stylize a whole collection on Apache Beam (resumable, any runner).", beam_options=True),
+    "prepare-data": Subcommand("impasto.training.prepare_flags", "impasto.training.prepare_cli",
+                               "Decode and resize training photos into TFRecord shards (Beam).", beam_options=True),
 }
 WITHOUT_TENSORFLOW = {"batch"}
 """Commands that start no TensorFlow themselves (Beam's workers do): a finished batch resumes in seconds."""
 
 
-def _import_tensorflow_quietly() -> None:
+def import_tensorflow_quietly() -> None:
     """Imports TensorFlow with its start-up log lines (CUDA probing, oneDNN notes) kept off the terminal.
 
     Those lines are written by native code before any log level applies, so
@@ -64,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="impasto", description="Neural style transfer with TensorFlow.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (_, summary) in SUBCOMMANDS.items():
-        commands.add_parser(name, help=summary, add_help=False)
+    for name, subcommand in SUBCOMMANDS.items():
+        commands.add_parser(name, help=subcommand.summary, add_help=False)
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else EXIT_BAD_INPUT
@@ -76,14 +103,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv[0] not in SUBCOMMANDS:
         parser.error(f"unknown command {argv[0]!r}; choose one of {', '.join(SUBCOMMANDS)}")
-    if argv[0] == "serve":  # Before TensorFlow (or anything) starts a thread; see impasto.serving.memory.
+    if argv[0] == "serve":  # Before numpy, TensorFlow or anything starts a thread; see impasto.serving.memory.
         from impasto.serving.memory import tune_malloc
 
         tune_malloc()
         _use_xla_cache(argv[1:])
+    subcommand = SUBCOMMANDS[argv[0]]
+    own_args = argv[1:argv.index("--")] if subcommand.beam_options and "--" in argv else argv[1:]
+    importlib.import_module(subcommand.flags).build_parser().parse_args(own_args)  # --help, flag errors: exit here.
     if argv[0] not in WITHOUT_TENSORFLOW:
-        _import_tensorflow_quietly()
-    module = importlib.import_module(SUBCOMMANDS[argv[0]][0])
+        import_tensorflow_quietly()
+    module = importlib.import_module(subcommand.runner)
     try:
         return module.run(argv[1:])
     except KeyboardInterrupt:

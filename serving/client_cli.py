@@ -19,35 +19,10 @@ from impasto.model.cli_errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, repo
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_write_bytes
 from impasto.serving.client import ServerMismatchError, StylizeClient, TlsOptions
+from impasto.serving.client_flags import build_parser
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 _BAD_INPUT_CODES = (grpc.StatusCode.INVALID_ARGUMENT,)
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="impasto client", description=__doc__.splitlines()[0])
-    add = parser.add_argument
-    add("inputs", nargs="+", metavar="IN", help="image files and/or directories of images")
-    add("--out", required=True, help="output directory")
-    add("--server", required=True, help="HOST:PORT of the gRPC server")
-    add("--model", required=True, help="model name")
-    add("--signature", default=keys.SERVING_DEFAULT,
-        help=f"signature: {keys.SERVING_DEFAULT}, {keys.SERVING_NOXLA} or {keys.STYLIZE_CONTROLS}")
-    pin = parser.add_mutually_exclusive_group()
-    pin.add_argument("--version", type=int, help="model version (default: the latest)")
-    pin.add_argument("--label", default="", help="model version label")
-    add("--strength", type=float, help=f"0..1 style strength ({keys.STYLIZE_CONTROLS} only)")
-    add("--preserve-color", action="store_true", help=f"keep the photo's colours ({keys.STYLIZE_CONTROLS} only)")
-    add("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
-    add("--timeout", type=float, default=60.0, help="seconds per request attempt (default 60)")
-    add("--retries", type=int, default=3, help="retries on UNAVAILABLE, with exponential backoff (default 3)")
-    add("--tls", action="store_true", help="use TLS (implied by the certificate flags)")
-    add("--ca-cert", help="PEM file of the CA that signed the server's certificate")
-    add("--client-cert", help="PEM file of this client's certificate (mutual TLS)")
-    add("--client-key", help="PEM file of this client's private key (mutual TLS)")
-    add("--server-name", help="name to check the server's certificate against")
-    add("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 def find_images(inputs: list[str], out_dir: Path) -> list[tuple[Path, Path]]:
@@ -97,7 +72,7 @@ def _stylize_file(client: StylizeClient, source: Path, target: Path, controls: d
 @reports_errors
 def run(argv: list[str]) -> int:
     """Stylizes every input; returns the exit code."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if args.concurrency < 1:
         raise InvalidInputError("--concurrency must be at least 1")
     out_dir = Path(args.out)

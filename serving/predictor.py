@@ -12,29 +12,13 @@ from impasto.export import keys
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 from impasto.serving.errors import CancelledError, RequestTooLargeError, status_code
+from impasto.serving.limits import Limits
 from impasto.serving.metrics import Metrics
 from impasto.serving.registry import Registry
 from impasto.serving.tensors import Arrays, Specs
 
 UNKNOWN_MODEL = "_unknown"
 """The model label metrics give requests for models that are not configured (so clients cannot grow them)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Limits:
-    """Per-request limits; 0 turns a limit off.
-
-    Attributes:
-        max_request_bytes: largest request body / message accepted, and largest decoded input tensor.
-        max_batch_size: most examples in one request.
-        timeout_seconds: longest a request may wait before it starts running (the client's deadline may be shorter).
-        max_image_pixels: refuse encoded images whose header claims more pixels, before the model runs.
-    """
-
-    max_request_bytes: int = 256 * 1024 * 1024
-    max_batch_size: int = 64
-    timeout_seconds: float = 60.0
-    max_image_pixels: int = image_io.DEFAULT_MAX_PIXELS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,10 @@ os.environ["IMPASTO_CACHE_DIR"] = tempfile.mkdtemp(prefix="impasto-test-cache-")
 
 import pytest  # noqa: E402
 
+from impasto.cli import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()  # Its start-up lines would print after the test summary, from each worker.
+
 from impasto.model import image_io  # noqa: E402
 from impasto.model.feedforward import engines  # noqa: E402
 from impasto.testing import ServerProcess  # noqa: E402

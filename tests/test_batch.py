@@ -14,7 +14,8 @@ from PIL import Image
 
 from impasto.model import image_io
 from impasto.serving.batch import paths, records
-from impasto.serving.batch.pipeline import WRITE_DELAY_ENV, BatchJob, run_batch
+from impasto.serving.batch.job import BatchJob
+from impasto.serving.batch.pipeline import WRITE_DELAY_ENV, run_batch
 
 from conftest import REPO_ROOT
 

@@ -13,14 +13,9 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from impasto.export import cli, keys, tfserving_config, tfserving_protos
 from impasto.export.exporter import PAUSE_ENV, next_version, version_numbers
+from impasto.export.options import DEFAULT_WARMUP_SIZES, parse_sizes
 from impasto.export.tfserving_config import EXPORT_BATCHING, BatchingConfig
-from impasto.export.warmup import (
-    DEFAULT_WARMUP_SIZES,
-    parse_sizes,
-    read_warmup_requests,
-    warmup_path,
-    write_warmup_file,
-)
+from impasto.export.warmup import read_warmup_requests, warmup_path, write_warmup_file
 from impasto.model.errors import InvalidInputError
 from impasto.testing import IMPASTO_COMMAND
 

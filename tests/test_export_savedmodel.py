@@ -11,8 +11,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
 from impasto.export import keys
+from impasto.export.options import DEFAULT_WARMUP_SIZES
 from impasto.export.signatures import ServingConfig, StylizeModule
-from impasto.export.warmup import DEFAULT_WARMUP_SIZES, read_warmup_requests, replay, warmup_path
+from impasto.export.warmup import read_warmup_requests, replay, warmup_path
 from impasto.model import image_io
 from impasto.testing import compare_with_reload
 

@@ -14,7 +14,7 @@ from impasto.export.signatures import ServingConfig, StylizeModule, claimed_pixe
 from impasto.model import color, image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.stylizer import FastStylizer
-from impasto.model.tile_grid import Tiling
+from impasto.model.tiling import Tiling
 
 from conftest import DATA_DIR, load_test_image
 

@@ -8,11 +8,11 @@ import pytest
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.lossnet.losses import LossConfig
+from impasto.model.lossnet.loss_config import LossConfig
 from impasto.model.optimize import tiled_objective
 from impasto.model.optimize.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective
 from impasto.model.optimize.tiled_objective import make_tiled_objective, tiled_features, tiled_grams
-from impasto.model.tile_grid import Tiling
+from impasto.model.tiling import Tiling
 from impasto.testing import IMPASTO_COMMAND
 
 from conftest import load_test_image

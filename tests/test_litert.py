@@ -11,6 +11,7 @@ from PIL import Image
 
 from impasto.export import cli as export_cli
 from impasto.export import litert
+from impasto.export.litert_variants import VARIANTS
 from impasto.model.feedforward.litert_network import litert_network
 from impasto.model.feedforward.litert_runtime import LiteRTStylizer
 from impasto.model.feedforward.reference_transformer import ReferenceTransformer
@@ -48,7 +49,7 @@ def tiny_export(tiny_network, tmp_path_factory):
     out = tmp_path_factory.mktemp("litert")
     (out / "tiny-int8-full.tflite").write_bytes(b"an earlier export")
     calibration = litert.load_calibration_photos(CALIBRATION_PHOTOS, long_side=96)
-    results = litert.export_litert(tiny_network, {"style": "tiny", "width": 0.125}, out, "tiny", list(litert.VARIANTS),
+    results = litert.export_litert(tiny_network, {"style": "tiny", "width": 0.125}, out, "tiny", list(VARIANTS),
                                    calibration, source="test", report=lambda line: None)
     return out, results
 
@@ -57,7 +58,7 @@ def tiny_export(tiny_network, tmp_path_factory):
 def tiny_models(tiny_network) -> dict[str, bytes]:
     """Every variant of the tiny network converted, whether or not an export would ship it."""
     calibration = litert.load_calibration_photos(CALIBRATION_PHOTOS, long_side=96)
-    return {variant: litert.convert(tiny_network, variant, calibration) for variant in litert.VARIANTS}
+    return {variant: litert.convert(tiny_network, variant, calibration) for variant in VARIANTS}
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def tiny_comparisons(tiny_network, tiny_models, tmp_path_factory):
     return comparisons
 
 
-@pytest.mark.parametrize("variant", list(litert.VARIANTS))
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_variant_uses_builtin_ops_only(tiny_models, variant):
     operators = litert.operator_names(tiny_models[variant])
     assert operators <= BUILTIN_OPERATORS, operators - BUILTIN_OPERATORS

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from impasto.model.lossnet import losses
+from impasto.model.lossnet.loss_config import LossConfig
 
 
 def test_gram_matrix_matches_a_hand_computed_value():
@@ -45,7 +46,7 @@ def test_total_variation_of_a_ramp():
 
 
 def test_style_transfer_loss_parts_sum_to_the_total(tiny_vgg):
-    config = losses.LossConfig.gatys()
+    config = LossConfig.gatys()
     rng = np.random.default_rng(1)
     image, content, style = (rng.uniform(0, 255, (1, 32, 32, 3)).astype(np.float32) for _ in range(3))
     content_targets = tiny_vgg(content, [layer for layer, _ in config.content_layers])
@@ -58,11 +59,11 @@ def test_style_transfer_loss_parts_sum_to_the_total(tiny_vgg):
 
 
 def test_loss_config_presets_and_layer_weights():
-    gatys = losses.LossConfig.gatys()
+    gatys = LossConfig.gatys()
     assert gatys.content_layers == (("block4_conv2", 1.0),)
     assert [layer for layer, _ in gatys.style_layers] == [f"block{b}_conv1" for b in range(1, 6)]
     assert gatys.style_layer_weights["block1_conv1"] == pytest.approx(gatys.style_weight)
-    johnson = losses.LossConfig.johnson()
+    johnson = LossConfig.johnson()
     assert "block2_conv2" in johnson.all_layers and len(set(johnson.all_layers)) == len(johnson.all_layers)
 
 

@@ -151,7 +151,8 @@ def encoded_images():
 @given(st.integers(0, 3), st.integers(0, 10_000), st.integers(0, 255), st.booleans())
 def test_corrupted_images_through_the_model_give_png_or_invalid_input(servable, encoded_images, which, position,
                                                                        value, truncate):
-    from impasto.serving.predictor import Limits, Predictor
+    from impasto.serving.limits import Limits
+    from impasto.serving.predictor import Predictor
 
     data = bytearray(encoded_images[which])
     position %= len(data)

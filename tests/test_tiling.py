@@ -13,7 +13,7 @@ from impasto.model.feedforward.bundles import load_network
 from impasto.model.feedforward.stylizer import FastStylizer
 from impasto.model.feedforward.tiled_network import tiled_stylize
 from impasto.model.feedforward.transformer import TransformerNet
-from impasto.model.tile_grid import Tiling
+from impasto.model.tiling import Tiling
 from impasto.testing import IMPASTO_COMMAND, seam_ratio
 
 from conftest import load_test_image, run_cli_in_process

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass, field, replace
 
-from impasto.model.lossnet.losses import LossConfig
+from impasto.model.lossnet.loss_config import LossConfig
 
 
 @dataclass(frozen=True)

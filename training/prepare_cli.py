@@ -1,30 +1,14 @@
-"""`impasto prepare-data`: decode and resize training photos into TFRecord shards, on Apache Beam.
+"""`impasto prepare-data`: decode and resize training photos into TFRecord shards, on Apache Beam (its
+flags and usage: `impasto.training.prepare_flags`)."""
 
-Writes PREFIX-SSSSS-of-NNNNN.tfrecord (train on them with `impasto train --data
-'PREFIX-*.tfrecord'`) and PREFIX-dead_letter.jsonl (files that could not be
-decoded, with the reason). Arguments after `--` are Beam pipeline options
-(default: the DirectRunner on every core; see docs/batch.md).
-"""
-
-import argparse
 import sys
 
 from impasto.model.cli_errors import EXIT_OK, reports_errors
-from impasto.serving.batch.cli import add_max_pixels, beam_command_parser, split_beam_args
+from impasto.serving.batch.batch_flags import split_beam_args
 from impasto.serving.batch.records import DEAD_LETTER
 from impasto.training.prepare import PrepareJob, run_prepare
+from impasto.training.prepare_flags import build_parser
 from impasto.training.records import RECORD_SUFFIX
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = beam_command_parser("impasto prepare-data", __doc__,
-                                 "--input GLOB --output PREFIX --shards N [--size 256]",
-                                 "shard prefix")
-    parser.add_argument("--shards", type=int, required=True, help="number of shards: at least one per training worker")
-    parser.add_argument("--size", type=int, default=256,
-                        help="shrink photos whose short side is longer to this (default 256, the training crop size)")
-    add_max_pixels(parser)
-    return parser
 
 
 @reports_errors

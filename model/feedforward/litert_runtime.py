@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.tile_grid import Tiling
+from impasto.model.tiling import Tiling
 
 INPUT_SHAPE = (1, -1, -1, 3)
 """Every exported file's input and output: [1, H, W, 3] (-1: any size), float32 RGB in [0, 255]."""

@@ -9,7 +9,7 @@ from impasto.model import color
 from impasto.model.feedforward import engines
 from impasto.model.feedforward.tiled_network import tiled_function
 from impasto.model.feedforward.transformer import TransformerNet
-from impasto.model.tile_grid import Tiling
+from impasto.model.tiling import Tiling
 
 # On CPU, batches of images this large (pixels each) run one image at a time: a
 # batch of one keeps the activations in cache and its instance norms need no batch

@@ -34,7 +34,8 @@ import math
 import tensorflow as tf
 
 from impasto.model.feedforward.transformer import TransformerNet
-from impasto.model.tile_grid import DEFAULT_TILE_SIZE, Tiling, assemble_tiles, core_of, read_tile, tile_count
+from impasto.model.tile_grid import assemble_tiles, core_of, read_tile, tile_count
+from impasto.model.tiling import DEFAULT_TILE_SIZE, Tiling
 
 # A tile's own edge is padded as if it were the image's edge, so the values near it
 # are wrong, and each layer spreads them further in. A halo as wide as that spread

@@ -14,16 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model import color, image_io
-from impasto.model.lossnet.losses import LossConfig, gram_matrix, style_transfer_loss
+from impasto.model.lossnet.loss_config import LossConfig
+from impasto.model.lossnet.losses import gram_matrix, style_transfer_loss
 from impasto.model.lossnet.vgg import VggFeatures
 from impasto.model.optimize.optimizers import OptimizerConfig, make_optimizer
 from impasto.model.optimize.tiled_objective import make_tiled_objective, tiled_features, tiled_grams
-from impasto.model.tile_grid import Tiling
+from impasto.model.tiling import GATYS_TILE_PIXELS, Tiling
 
 MIN_PYRAMID_SIZE = 64
-
-GATYS_TILE_PIXELS = 1024 * 1024
-"""Pyramid stages with more pixels than this evaluate the objective tile by tile by default."""
 
 
 @dataclass(frozen=True)

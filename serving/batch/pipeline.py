@@ -11,12 +11,9 @@ keep their suffix (``a.jpg.png``, ``a.png.png``). The grouping also spreads the
 work over every worker.
 """
 
-import hashlib
 import os
-import random
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import apache_beam as beam
 import numpy as np
@@ -29,83 +26,10 @@ from impasto.model.errors import InvalidInputError
 from impasto.model.files import pause_for_crash_test
 from impasto.serving.batch import paths, records
 from impasto.serving.batch.handler import StylizeModelHandler, StylizeRequest
+from impasto.serving.batch.job import FORMATS, BatchJob
 
-ASSIGN_MODES = ("each", "random", "hash")
-FORMATS = {"png": "PNG", "jpg": "JPEG"}
 WRITE_DELAY_ENV = "IMPASTO_BATCH_WRITE_DELAY"
 """Crash-test hook: seconds to wait after each output is written (a test kills a real job midway)."""
-
-
-def model_label(name_or_path: str) -> str:
-    """How outputs and the manifest name a model: a bundled name as is, a path by its last component."""
-    path = Path(name_or_path.rstrip("/"))
-    if path.name.isdigit() or path.stem == "bundle":  # A SavedModel version, a training run's bundle.
-        path = path.parent
-    return (path.stem if path.suffix == ".npz" else path.name) or name_or_path
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    """What `impasto batch` does.
-
-    Attributes:
-        input: a Beam glob (``**`` spans folders) or a folder (searched for image files).
-        output_dir: where outputs go, at each input's relative path (per model with --assign each
-            and several models), with the manifest and dead letters.
-        models: what each --model named: bundled names, run directories, .npz bundles, SavedModels.
-        assign: each (every model for every image), random (one, drawn with `seed` per path),
-            hash (one, by a hash of the path: the same across jobs and seeds).
-        size: resize each input to this long side first; None: its own size.
-        format: png or jpg.
-        seed: seeds --assign random.
-        max_pixels: refuse inputs whose header claims more pixels.
-        flush_seconds: how often each worker records progress (the most a kill can lose).
-    """
-
-    input: str
-    output_dir: str
-    models: tuple[str, ...]
-    assign: str = "each"
-    size: int | None = None
-    format: str = "png"
-    seed: int = 0
-    max_pixels: int = image_io.DEFAULT_MAX_PIXELS
-    flush_seconds: float = 5.0
-    labels: dict = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self):
-        if not self.models:
-            raise InvalidInputError("--model needs at least one model")
-        labels = {model_label(spec): spec for spec in self.models}
-        if len(labels) != len(self.models):
-            raise InvalidInputError(f"--model: two models share a name ({', '.join(self.models)})")
-        if self.assign not in ASSIGN_MODES:
-            raise InvalidInputError(f"--assign must be one of {', '.join(ASSIGN_MODES)}, not {self.assign!r}")
-        if self.format not in FORMATS:
-            raise InvalidInputError(f"--format must be one of {', '.join(FORMATS)}, not {self.format!r}")
-        if self.size is not None and self.size < 1:
-            raise InvalidInputError(f"--size must be positive, not {self.size}")
-        if self.max_pixels < 1:
-            raise InvalidInputError(f"--max-pixels must be positive, not {self.max_pixels}")
-        object.__setattr__(self, "labels", labels)
-
-    def assigned(self, relative: str) -> list[str]:
-        """The model labels an input (by its relative path) is stylized with; stable across reruns."""
-        names = list(self.labels)
-        if self.assign == "each" or len(names) == 1:
-            return names
-        if self.assign == "random":
-            return [random.Random(f"{self.seed}\0{relative}").choice(names)]
-        digest = hashlib.sha256(relative.encode()).digest()
-        return [names[int.from_bytes(digest[:8], "big") % len(names)]]
-
-    def output_path(self, relative: str, label: str, keep_suffix: bool) -> str:
-        """Where one input's result for one model goes."""
-        stem, suffix = os.path.splitext(relative)
-        name = (relative if keep_suffix else stem) + "." + self.format
-        if self.assign == "each" and len(self.labels) > 1:
-            return paths.join(self.output_dir, label, name)
-        return paths.join(self.output_dir, name)
 
 
 @dataclass(frozen=True)
@@ -118,6 +42,15 @@ class WorkItem:
 
 def _output_stem(relative: str) -> str:
     return os.path.splitext(relative)[0]
+
+
+def output_path(job: BatchJob, relative: str, label: str, keep_suffix: bool) -> str:
+    """Where one input's result for one model goes: under the model's own folder when every model
+    stylizes every input; with the input's suffix kept when another input has the same stem."""
+    name = (relative if keep_suffix else _output_stem(relative)) + "." + job.format
+    if job.assign == "each" and len(job.labels) > 1:
+        return paths.join(job.output_dir, label, name)
+    return paths.join(job.output_dir, name)
 
 
 def plan(job: BatchJob, base: str, group: tuple[str, list[tuple[str, object]]]):
@@ -139,7 +72,7 @@ def plan(job: BatchJob, base: str, group: tuple[str, list[tuple[str, object]]]):
         if path in dead:
             continue
         relative = paths.relative_path(path, base)
-        targets = tuple((label, job.output_path(relative, label, keep_suffix=len(inputs) > 1))
+        targets = tuple((label, output_path(job, relative, label, keep_suffix=len(inputs) > 1))
                         for label in job.assigned(relative) if (path, label) not in done)
         if targets:
             yield WorkItem(path, targets)

@@ -1,0 +1,47 @@
+"""`impasto train`: train a feed-forward model for one style on a folder of photos.
+
+Only the flags live here, with nothing that imports TensorFlow, so that `impasto train --help` and flag
+errors answer at once; `impasto.training.cli` runs the command.
+"""
+
+import argparse
+
+from impasto.training.config import PRESETS, TrainConfig
+from impasto.training.schedule import SCHEDULES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="impasto train", description=__doc__.splitlines()[0])
+    parser.add_argument("--style", required=True, help="the style painting (image file)")
+    parser.add_argument("--data", required=True, help="folder of training photos, read recursively (jpg/png/webp), "
+                                                      "or TFRecord shards of impasto prepare-data: 'PREFIX-*.tfrecord'")
+    parser.add_argument("--out", required=True, help="run directory: checkpoints, logs, model.json; resumes if present")
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="base settings (default: paper)")
+    parser.add_argument("--steps", type=int, help="total training steps")
+    parser.add_argument("--batch-size", type=int, help="global batch size")
+    parser.add_argument("--image-size", type=int, help="training crop size in pixels")
+    parser.add_argument("--style-size", type=int, help="long side of the style image for its Gram matrices")
+    parser.add_argument("--width", type=float, help="network width multiplier (1.0 = the paper's network)")
+    parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam's peak learning rate")
+    parser.add_argument("--lr-schedule", choices=SCHEDULES, help="after the warm-up: constant, or cosine decay")
+    parser.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up")
+    parser.add_argument("--final-lr-fraction", type=float, help="cosine: final learning rate as a fraction of the peak")
+    parser.add_argument("--init-from", help="start a new run from this model's weights (bundled name or .npz bundle); "
+                                            "its history is kept in the new bundle's JSON; a bundle of a whole "
+                                            "fraction of --width is widened first, computing the same function")
+    parser.add_argument("--content-weight", type=float)
+    parser.add_argument("--style-weight", type=float)
+    parser.add_argument("--tv-weight", type=float)
+    parser.add_argument("--validation-photos", type=int, help="photos held out for the validation loss and images")
+    parser.add_argument("--max-pixels", type=int, help="skip (and count) photos whose header claims more pixels, "
+                                                       f"before decoding them (default {TrainConfig.max_pixels})")
+    parser.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    parser.add_argument("--log-every", type=int, help="steps between TensorBoard scalar writes")
+    parser.add_argument("--validate-every", type=int, help="steps between validation passes")
+    parser.add_argument("--mixed-precision", action="store_true", default=None,
+                        help="bfloat16 compute, float32 variables: for GPUs, TPUs and CPUs with bfloat16 units "
+                             "(AVX-512 BF16, AMX)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--vgg-weights", help="loss-network weights: imagenet, torchvision, or a .h5/.npz file")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
