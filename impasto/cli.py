@@ -7,11 +7,11 @@ file, an invalid flag value), 130 interrupted.
 import argparse
 import contextlib
 import importlib
-import os
 import sys
 from dataclasses import dataclass
 
 from impasto.model.cli_errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from impasto.model.tensorflow_import import import_tensorflow_quietly
 
 
 @dataclass(frozen=True)
@@ -50,28 +50,6 @@ SUBCOMMANDS = {
 }
 WITHOUT_TENSORFLOW = {"batch"}
 """Commands that start no TensorFlow themselves (Beam's workers do): a finished batch resumes in seconds."""
-
-
-def import_tensorflow_quietly() -> None:
-    """Imports TensorFlow with its start-up log lines (CUDA probing, oneDNN notes) kept off the terminal.
-
-    Those lines are written by native code before any log level applies, so
-    stderr is pointed at /dev/null for the import alone. Set IMPASTO_TF_LOGS=1
-    to see them.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if os.environ.get("IMPASTO_TF_LOGS"):
-        return
-    saved_stderr = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import tensorflow
-
-            tensorflow.config.list_physical_devices()  # Device probing logs its own lines.
-    finally:
-        os.dup2(saved_stderr, 2)
-        os.close(saved_stderr)
 
 
 def _use_xla_cache(serve_argv: list[str]) -> None:

@@ -15,7 +15,7 @@ os.environ["IMPASTO_CACHE_DIR"] = tempfile.mkdtemp(prefix="impasto-test-cache-")
 
 import pytest  # noqa: E402
 
-from impasto.cli import import_tensorflow_quietly  # noqa: E402
+from impasto.model.tensorflow_import import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()  # Its start-up lines would print after the test summary, from each worker.
 

@@ -203,7 +203,12 @@ def test_a_killed_multi_process_run_resumes_with_every_output_exactly_once(tmp_p
         os.killpg(job.pid, signal.SIGKILL)
         job.wait()
     recorded = [r for part in parts.glob("manifest-*.jsonl") for r in records.read_records(str(part))]
-    assert job.returncode == -signal.SIGKILL and 0 < len(recorded) < len(good), job.stderr.read().decode()[-3000:]
+    stderr = job.stderr.read().decode()
+    assert job.returncode == -signal.SIGKILL and 0 < len(recorded) < len(good), stderr[-3000:]
+    # The workers loaded TensorFlow and ran the model without its start-up lines or Beam's worker warnings.
+    noise = [line for line in stderr.splitlines() if "cuda" in line.lower() or "oneDNN" in line
+             or ("WARN" in line and "apitools" not in line)]
+    assert not noise, stderr[-3000:]
     recorded_files = {r["output"]: os.stat(r["output"]).st_ino for r in recorded}
 
     monkeypatch.delenv(WRITE_DELAY_ENV, raising=False)

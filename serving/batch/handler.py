@@ -56,6 +56,9 @@ class StylizeModelHandler(ModelHandler[StylizeRequest, PredictionResult, LoadedM
 
     def load_model(self) -> LoadedModels:
         """Loads every model once per worker process."""
+        from impasto.model.tensorflow_import import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
         import tensorflow as tf
 
         from impasto.serving.batch.models import load_stylizer

@@ -179,7 +179,7 @@ def pipeline_options(beam_args: list[str]) -> tuple[PipelineOptions, int | None]
         (options, TensorFlow threads per worker: cores / workers on the local multi-process runner, else None).
     """
     if not any(arg.startswith("--runner") or arg.startswith("--default_sdk_harness_log_level") for arg in beam_args):
-        beam_args = ["--default_sdk_harness_log_level=WARNING", *beam_args]  # Local workers: no INFO on the terminal.
+        beam_args = ["--default_sdk_harness_log_level=ERROR", *beam_args]  # Local workers: only errors on the terminal.
     options = PipelineOptions(beam_args)
     standard, direct = options.view_as(StandardOptions), options.view_as(DirectOptions)
     if standard.runner is None:
