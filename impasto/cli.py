@@ -24,12 +24,15 @@ class Subcommand:
         runner: module whose `run(argv)` runs it.
         summary: one line for `impasto --help`.
         beam_options: arguments after the first ``--`` are Beam pipeline options, not the command's own.
+        starts_tensorflow: False for a command that starts no TensorFlow itself (Beam's workers do), so that
+            a finished batch resumes in seconds.
     """
 
     flags: str
     runner: str
     summary: str
     beam_options: bool = False
+    starts_tensorflow: bool = True
 
 
 SUBCOMMANDS = {
@@ -44,12 +47,11 @@ SUBCOMMANDS = {
     "client": Subcommand("impasto.serving.client_flags", "impasto.serving.client_cli",
                          "Stylize files through a running server."),
     "batch": Subcommand("impasto.serving.batch.batch_flags", "impasto.serving.batch.cli",
-                        "Stylize a whole collection on Apache Beam (resumable, any runner).", beam_options=True),
+                        "Stylize a whole collection on Apache Beam (resumable, any runner).", beam_options=True,
+                        starts_tensorflow=False),
     "prepare-data": Subcommand("impasto.training.prepare_flags", "impasto.training.prepare_cli",
                                "Decode and resize training photos into TFRecord shards (Beam).", beam_options=True),
 }
-WITHOUT_TENSORFLOW = {"batch"}
-"""Commands that start no TensorFlow themselves (Beam's workers do): a finished batch resumes in seconds."""
 
 
 def _use_xla_cache(serve_argv: list[str]) -> None:
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     subcommand = SUBCOMMANDS[argv[0]]
     own_args = argv[1:argv.index("--")] if subcommand.beam_options and "--" in argv else argv[1:]
     importlib.import_module(subcommand.flags).build_parser().parse_args(own_args)  # --help, flag errors: exit here.
-    if argv[0] not in WITHOUT_TENSORFLOW:
+    if subcommand.starts_tensorflow:
         import_tensorflow_quietly()
     module = importlib.import_module(subcommand.runner)
     try:
