@@ -22,7 +22,7 @@ from impasto.training import data
 from impasto.training.config import TrainConfig, preset
 from impasto.training.trainer import Trainer, TrainingDiverged
 
-from conftest import load_test_image
+from conftest import load_test_image, run_cli_in_process
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +233,7 @@ def test_train_cli_runs_and_reports_json(tmp_path, photo_dir, data_dir, tiny_vgg
 
 
 @pytest.mark.subprocess
-def test_train_cli_max_pixels_skips_and_counts_a_photo_above_the_limit(tmp_path, data_dir, tiny_vgg_file):
+def test_train_cli_max_pixels_skips_and_counts_a_photo_above_the_limit(tmp_path, data_dir, tiny_vgg_file, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
     for name in ("chelsea.png", "coffee.png"):  # 128 x 85 = 10,880 pixels each.
@@ -248,15 +248,14 @@ def test_train_cli_max_pixels_skips_and_counts_a_photo_above_the_limit(tmp_path,
     summary = json.loads(finished.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 2 and summary["skipped_files"] == 1
     assert json.loads((tmp_path / "run" / "model.json").read_text())["train_config"]["max_pixels"] == 20000
-    refused = subprocess.run([*command, "--max-pixels", "0"], capture_output=True, text=True, timeout=120)
-    assert refused.returncode == 2 and "--max-pixels must be at least 1" in refused.stderr
+    code, stderr = run_cli_in_process(capsys, *command[len(IMPASTO_COMMAND):], "--max-pixels", "0")
+    assert code == 2 and "--max-pixels must be at least 1" in stderr
 
 
-@pytest.mark.subprocess
-def test_train_cli_refuses_a_folder_without_photos(tmp_path, data_dir):
+def test_train_cli_refuses_a_folder_without_photos(tmp_path, data_dir, capsys):
     (tmp_path / "empty").mkdir()
-    command = [*IMPASTO_COMMAND, "train", "--style", str(data_dir / "great_wave.png"),
-               "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "run")]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert finished.returncode == 2 and "no .jpg" in finished.stderr
-    assert "Traceback" not in finished.stderr
+    code, stderr = run_cli_in_process(capsys, "train", "--style", data_dir / "great_wave.png",
+                                      "--data", tmp_path / "empty", "--out", tmp_path / "run")
+    assert code == 2 and "no .jpg" in stderr
+    assert not (tmp_path / "run").exists()
+    assert "Traceback" not in stderr
