@@ -34,7 +34,7 @@ from impasto import __version__
 from impasto.export.litert_variants import TILING_VARIANTS, VARIANTS
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
-from impasto.model.feedforward.litert_network import TilingStages, tflite_converter
+from impasto.model.feedforward.litert_network import TilingStages, equalize_norm_inputs, tflite_converter
 from impasto.model.feedforward.litert_runtime import INPUT_SHAPE, LiteRTStylizer
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
@@ -64,14 +64,17 @@ def convert(network: TransformerNet, variant: str, calibration_images: Sequence[
     """
     if variant not in VARIANTS:
         raise InvalidInputError(f"unknown LiteRT variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    converter = tflite_converter(network.weights_dict())
+    weights = network.weights_dict()
+    if variant == "int8-full":  # The same function, its norms' inputs on one scale (see equalize_norm_inputs).
+        if not calibration_images:
+            raise InvalidInputError("int8-full needs calibration photos")
+        weights = equalize_norm_inputs(weights, calibration_images)
+    converter = tflite_converter(weights)
     if variant != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if variant == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif variant == "int8-full":
-        if not calibration_images:
-            raise InvalidInputError("int8-full needs calibration photos")
         converter.representative_dataset = lambda: ([image[None].astype(np.float32)] for image in calibration_images)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return converter.convert()

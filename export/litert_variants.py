@@ -38,8 +38,9 @@ VARIANTS = {variant.name: variant for variant in (
             min_psnr=45.0),
     Variant("int8", "int8 weights, float activations quantized dynamically (dynamic-range quantization)",
             min_psnr=35.0),
-    Variant("int8-full", "int8 weights and activations, activation ranges calibrated on photos "
-            "(full-integer quantization; float input and output)", min_psnr=30.0),
+    Variant("int8-full", "int8 weights and activations, activation ranges calibrated on photos, each norm's "
+            "input channels equalized on them first (full-integer quantization; float input and output)",
+            min_psnr=30.0),
 )}
 
 

@@ -23,10 +23,16 @@ in LiteRT's slow reference kernels and splits the delegated network in two.
   taken as ``E[x^2] - mean^2`` rather than from the differences to the mean (3-4% faster
   at 512 px, side by side; the network's conv outputs keep it well within float32).
 
+For full-integer quantization (int8-full), `equalize_norm_inputs` first moves each instance
+norm's input channels to a common scale: one int8 range per tensor then fits every channel.
+
 With these, XNNPACK runs the whole network body as one partition; only the edge
 padding of odd sizes to multiples of 4 at the start (TILE) and the crop back at the
 end run outside it, on 3-channel images.
 """
+
+import functools
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -86,7 +92,7 @@ class XNNPACKConvLayer(ConvLayer):
 
     def normalize_with(self, x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor) -> tf.Tensor:
         """Instance norm with the given statistics (broadcasting to [N, 1, 1, C]), scale and offset."""
-        factor = self.scale * tf.math.rsqrt(variance + EPSILON)
+        factor = self.scale * tf.math.rsqrt(variance + self.epsilon)
         return x * factor + (self.offset - mean * factor)
 
     def finish_with(self, x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor) -> tf.Tensor:
@@ -138,6 +144,68 @@ def litert_network(weights: dict) -> ReferenceTransformer:
     """The network of `weights` (a `TransformerNet.weights_dict()`) in the form the LiteRT export converts."""
     return ReferenceTransformer(weights, conv_layer=XNNPACKConvLayer, upsample_layer=XNNPACKUpsampleLayer,
                                 name="litert_transformer")
+
+
+MIN_SPREAD = 1e-3
+"""`equalize_norm_inputs` divides no channel by less (a channel that is constant on every photo)."""
+
+
+class _RecordingConvLayer(ConvLayer):
+    """`ConvLayer` that appends each image's per-channel mean and standard deviation of its norm's input,
+    float32 [C] each, to ``statistics[prefix]``."""
+
+    def __init__(self, weights: dict, prefix: str, statistics: dict, **options):
+        super().__init__(weights, prefix, **options)
+        self.prefix, self.statistics = prefix, statistics
+
+    def scaled_norm(self, x: tf.Tensor) -> tf.Tensor:
+        mean, variance = tf.nn.moments(x, axes=[1, 2])
+        self.statistics.setdefault(self.prefix, []).append((mean.numpy()[0], np.sqrt(variance.numpy()[0])))
+        return super().scaled_norm(x)
+
+
+def norm_input_statistics(weights: dict, images: Sequence[np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each instance norm's input (its conv's output) on `images`: ``{layer prefix: (mean, spread)}``, float32 [C]
+    each, the per-channel mean and standard deviation of each image, averaged over the images.
+
+    Args:
+        weights: ``{path: array}`` as `TransformerNet.weights_dict` names them.
+        images: float32 [H, W, 3] in [0, 255] each, any sizes.
+    """
+    statistics = {}
+    network = ReferenceTransformer(weights, conv_layer=functools.partial(_RecordingConvLayer, statistics=statistics))
+    for image in images:
+        network(tf.constant(image[None], tf.float32))
+    return {prefix: tuple(np.mean(np.stack(values), axis=0).astype(np.float32) for values in zip(*pairs))
+            for prefix, pairs in statistics.items()}
+
+
+def equalize_norm_inputs(weights: dict, images: Sequence[np.ndarray]) -> dict:
+    """The same network with every instance norm's input channels centred and scaled to a spread of 1 on
+    `images`, for full-integer quantization.
+
+    Instance norm does not see a per-channel shift and scale of its input: ``(x - m) / sqrt(v + eps)``
+    is the same for ``(x - mu) / s`` when eps becomes ``eps / s^2``. Folding mu and s into the conv
+    before the norm (``kernel / s``, ``(bias - mu) / s``) and giving the norm that epsilon per channel
+    (``prefix/epsilon``, which `ConvLayer` reads) leaves the function as it was. Unequalized, the
+    channels of one conv output spread over a range of 10x or more and sit off zero, so the one int8
+    range of the tensor, set by the widest, leaves few levels to the narrow channels, and the
+    statistics (``E[x^2] - mean^2``) lose them.
+
+    Args:
+        weights: ``{path: array}`` as `TransformerNet.weights_dict` names them.
+        images: float32 [H, W, 3] in [0, 255] each: the photos the quantization is calibrated on.
+
+    Returns:
+        New weights: changed kernels and biases of the normalized convs, and their ``prefix/epsilon``.
+    """
+    equalized = dict(weights)
+    for prefix, (mean, spread) in norm_input_statistics(weights, images).items():
+        spread = np.maximum(spread, MIN_SPREAD)
+        equalized[f"{prefix}/kernel"] = (weights[f"{prefix}/kernel"] / spread).astype(np.float32)
+        equalized[f"{prefix}/bias"] = ((weights[f"{prefix}/bias"] - mean) / spread).astype(np.float32)
+        equalized[f"{prefix}/epsilon"] = (EPSILON / np.square(spread)).astype(np.float32)
+    return equalized
 
 
 class TilingStages(tf.Module):

@@ -37,10 +37,11 @@ def reflect_pad(x: tf.Tensor, pad: int) -> tf.Tensor:
     return x
 
 
-def instance_norm(x: tf.Tensor) -> tf.Tensor:
-    """Normalizes each image's channels over H and W: [N, H, W, C] -> the same (biased variance)."""
+def instance_norm(x: tf.Tensor, epsilon=EPSILON) -> tf.Tensor:
+    """Normalizes each image's channels over H and W: [N, H, W, C] -> the same (biased variance; `epsilon`,
+    a number or float32 [C], is added to it)."""
     mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-    return (x - mean) * tf.math.rsqrt(variance + EPSILON)
+    return (x - mean) * tf.math.rsqrt(variance + epsilon)
 
 
 class ConvLayer(tf.Module):
@@ -48,8 +49,9 @@ class ConvLayer(tf.Module):
 
     Args:
         weights: ``{path: array}`` as `TransformerNet.weights_dict` names them; this layer
-            pops ``prefix/kernel``, ``prefix/bias`` and, when it normalizes, ``prefix/scale``
-            and ``prefix/offset``.
+            pops ``prefix/kernel``, ``prefix/bias`` and, when it normalizes, ``prefix/scale``,
+            ``prefix/offset`` and, if there is one, ``prefix/epsilon`` (float32 [C]: the norm's epsilon
+            per channel, which `litert_network.equalize_norm_inputs` sets; else `EPSILON`).
     """
 
     def __init__(self, weights: dict, prefix: str, stride: int = 1, normalize: bool = True, relu: bool = True):
@@ -59,6 +61,8 @@ class ConvLayer(tf.Module):
         if normalize:
             self.scale = tf.constant(weights.pop(f"{prefix}/scale"), tf.float32)
             self.offset = tf.constant(weights.pop(f"{prefix}/offset"), tf.float32)
+            epsilon = weights.pop(f"{prefix}/epsilon", None)
+            self.epsilon = EPSILON if epsilon is None else tf.constant(epsilon, tf.float32)
         self.stride, self.normalize, self.relu = stride, normalize, relu
 
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
@@ -82,7 +86,7 @@ class ConvLayer(tf.Module):
 
     def scaled_norm(self, x: tf.Tensor) -> tf.Tensor:
         """Instance norm of the conv output, then the layer's scale and offset: [N, H, W, C] -> the same."""
-        return instance_norm(x) * self.scale + self.offset
+        return instance_norm(x, self.epsilon) * self.scale + self.offset
 
 
 class ResidualBlock(tf.Module):
