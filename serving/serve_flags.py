@@ -1,7 +1,7 @@
 """`impasto serve`: serves exported models over gRPC and REST, with tensorflow_model_server's flag names.
 
 Only the flags live here, with nothing that imports TensorFlow, so that `impasto serve --help` and flag
-errors answer at once; `impasto.serving.server_cli` runs the command. The flag names are tensorflow_model_server's.
+errors answer at once; `impasto.serving.server_cli` runs the command.
 """
 
 import argparse
