@@ -89,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         tune_malloc()
         _use_xla_cache(argv[1:])
     subcommand = SUBCOMMANDS[argv[0]]
-    own_args = argv[1:argv.index("--")] if subcommand.beam_options and "--" in argv else argv[1:]
+    own_args = argv[1:]
+    if subcommand.beam_options:  # Beam's pipeline options, after `--`, are not the command's own.
+        from impasto.serving.batch.batch_flags import split_beam_args
+
+        own_args = split_beam_args(own_args)[0]
     importlib.import_module(subcommand.flags).build_parser().parse_args(own_args)  # --help, flag errors: exit here.
     if subcommand.starts_tensorflow:
         import_tensorflow_quietly()
