@@ -24,12 +24,13 @@ Example:
 """
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from impasto.model.tensorflow_import import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # First: the imports below load TensorFlow, whose start-up lines stay off stderr.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bad_input_probes as probes  # noqa: E402  (bench/bad_input_probes.py)

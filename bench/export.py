@@ -19,13 +19,14 @@ Example:
 """
 
 import argparse
-import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from impasto.model.tensorflow_import import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # First: the imports below load TensorFlow, whose start-up lines stay off stderr.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402  (bench/common.py)

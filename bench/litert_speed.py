@@ -24,13 +24,14 @@ Example:
 
 import argparse
 import functools
-import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from impasto.model.tensorflow_import import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # First: the imports below load TensorFlow, whose start-up lines stay off stderr.
 # This file's name would shadow the module `litert` that TensorFlow's and LiteRT's wrappers try to
 # import: keep bench/ off the import path except while importing bench/common.py.
 BENCH_DIR = Path(__file__).resolve().parent

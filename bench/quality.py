@@ -21,16 +21,20 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import tensorflow as tf
+from impasto.model.tensorflow_import import import_tensorflow_quietly
 
-from impasto.model import image_io
-from impasto.model.feedforward.bundles import bundled_model_names, load_network
-from impasto.model.feedforward.stylizer import FastStylizer
-from impasto.model.files import atomic_write_bytes
-from impasto.model.lossnet.loss_config import LossConfig
-from impasto.model.lossnet.vgg import VggFeatures
-from impasto.model.optimize.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective
-from impasto.model.optimize.optimizers import OptimizerConfig
+import_tensorflow_quietly()  # First: the imports below load TensorFlow, whose start-up lines stay off stderr.
+
+import tensorflow as tf  # noqa: E402
+
+from impasto.model import image_io  # noqa: E402
+from impasto.model.feedforward.bundles import bundled_model_names, load_network  # noqa: E402
+from impasto.model.feedforward.stylizer import FastStylizer  # noqa: E402
+from impasto.model.files import atomic_write_bytes  # noqa: E402
+from impasto.model.lossnet.loss_config import LossConfig  # noqa: E402
+from impasto.model.lossnet.vgg import VggFeatures  # noqa: E402
+from impasto.model.optimize.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective  # noqa: E402
+from impasto.model.optimize.optimizers import OptimizerConfig  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

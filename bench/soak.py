@@ -24,7 +24,6 @@ import argparse
 import base64
 import collections
 import json
-import os
 import random
 import re
 import statistics
@@ -34,7 +33,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from impasto.model.tensorflow_import import import_tensorflow_quietly
+
+import_tensorflow_quietly()  # First: the imports below load TensorFlow, whose start-up lines stay off stderr.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bad_input_probes as probes  # noqa: E402  (bench/bad_input_probes.py)

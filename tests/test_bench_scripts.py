@@ -22,6 +22,7 @@ def test_bench_script_answers_help(script):
                               text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert finished.stdout.startswith("usage:")
+    assert "cuda" not in finished.stderr.lower(), f"TensorFlow's start-up lines reached stderr:\n{finished.stderr}"
 
 
 @pytest.mark.subprocess
