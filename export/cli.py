@@ -6,6 +6,7 @@ from pathlib import Path
 
 from impasto.export import exporter, keys, litert, tfserving_config
 from impasto.export.export_flags import build_parser
+from impasto.export.litert_variants import VARIANTS
 from impasto.export.options import CPU_TARGET, parse_sizes
 from impasto.export.signatures import ServingConfig
 from impasto.export.tfserving_config import EXPORT_BATCHING, BatchingConfig
@@ -68,9 +69,10 @@ def _run_litert(args) -> int:
     if not args.out:
         raise InvalidInputError("--format tflite needs --out DIR")
     variants = [variant.strip() for variant in args.variants.split(",") if variant.strip()]
-    unknown = sorted(set(variants).difference(litert.VARIANTS))
+    unknown = sorted(set(variants).difference(VARIANTS))
     if unknown or not variants:
-        raise InvalidInputError(f"--variants {args.variants!r}: choose from {', '.join(litert.VARIANTS)}")
+        problem = f"unknown {', '.join(unknown)}" if unknown else "no variant named"
+        raise InvalidInputError(f"--variants {args.variants!r}: {problem}; choose from {', '.join(VARIANTS)}")
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise InvalidInputError(f"--out {out_dir}: not a directory")

@@ -163,7 +163,8 @@ def test_a_half_width_network_meets_the_phone_size_targets():
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--variants", "float16,int4"], "--variants"),
+    (["--variants", "float16,int4"], "--variants 'float16,int4': unknown int4; choose from float32"),
+    (["--variants", ","], "no variant named"),
     ([], "needs --out"),
     (["--calibration-photos", "/nonexistent"], "not a directory"),
 ])
