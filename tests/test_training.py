@@ -131,7 +131,7 @@ def test_a_mixed_precision_run_trains_and_records_it_in_its_history(tmp_path, ph
     assert segment["recipe"]["mixed_precision"] is True
 
 
-def test_a_float32_run_on_a_cpu_with_bfloat16_units_is_told_of_mixed_precision():
+def test_a_run_whose_precision_does_not_suit_its_cpu_is_told_so():
     avx512_bf16 = CpuIdentity("AMD EPYC", ("AVX2", "FMA", "AVX-512F", "AVX-512 BF16"), 2)
     amx = CpuIdentity("Intel Xeon", ("AVX2", "AVX-512F", "AMX", "AMX BF16"), 2)
     avx2 = CpuIdentity("AMD EPYC", ("AVX2", "FMA"), 2)
@@ -141,6 +141,9 @@ def test_a_float32_run_on_a_cpu_with_bfloat16_units_is_told_of_mixed_precision()
     assert train_cli.mixed_precision_hint(float32, avx2, has_gpu=False) is None
     assert train_cli.mixed_precision_hint(bfloat16, avx512_bf16, has_gpu=False) is None
     assert train_cli.mixed_precision_hint(float32, avx512_bf16, has_gpu=True) is None
+    slower = train_cli.mixed_precision_hint(bfloat16, avx2, has_gpu=False)
+    assert "no bfloat16 units" in slower and "slower" in slower
+    assert train_cli.mixed_precision_hint(bfloat16, avx2, has_gpu=True) is None
 
 
 def test_presets_are_named_and_overridable():

@@ -21,9 +21,17 @@ from impasto.training.trainer import Trainer, TrainingDiverged
 
 
 def mixed_precision_hint(config: TrainConfig, cpu: CpuIdentity, has_gpu: bool) -> str | None:
-    """A note for a float32 run on a CPU with bfloat16 units, where `--mixed-precision` trains faster."""
-    if config.mixed_precision or has_gpu or not cpu.bfloat16_units:
+    """What to tell a CPU-only run whose precision does not suit its CPU, else None.
+
+    A float32 run on a CPU with bfloat16 units is told that `--mixed-precision` trains faster; a
+    `--mixed-precision` run on a CPU without them is warned that it trains several times slower
+    than float32 would.
+    """
+    if has_gpu or config.mixed_precision == bool(cpu.bfloat16_units):
         return None
+    if config.mixed_precision:
+        return ("impasto: warning: this CPU has no bfloat16 units (AVX-512 BF16 or AMX BF16); --mixed-precision "
+                "trains several times slower on it than float32 (docs/training.md, 'Mixed precision')")
     return (f"impasto: note: this CPU has bfloat16 units ({' and '.join(cpu.bfloat16_units)}); --mixed-precision "
             "trains faster on it (docs/training.md, 'Mixed precision')")
 
