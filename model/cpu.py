@@ -20,6 +20,9 @@ VECTOR_EXTENSIONS = {
 """``/proc/cpuinfo`` flag -> the name docs and benchmark reports use, for the extensions that change
 which convolution kernels are fastest."""
 
+BFLOAT16_EXTENSIONS = ("AVX-512 BF16", "AMX BF16")
+"""The `VECTOR_EXTENSIONS` names that give oneDNN bfloat16 arithmetic, where bfloat16 training pays."""
+
 
 @dataclass(frozen=True)
 class CpuIdentity:
@@ -41,7 +44,7 @@ class CpuIdentity:
     def bfloat16_units(self) -> tuple[str, ...]:
         """The extensions that give oneDNN bfloat16 arithmetic here (AVX-512 BF16, AMX BF16), where
         bfloat16 pays; empty where it does not."""
-        return tuple(name for name in ("AVX-512 BF16", "AMX BF16") if name in self.extensions)
+        return tuple(name for name in BFLOAT16_EXTENSIONS if name in self.extensions)
 
     def key(self) -> str:
         """One string naming all of it, for caches of per-CPU measurements."""

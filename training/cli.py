@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from impasto.model import image_io
 from impasto.model.cli_errors import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, reports_errors
-from impasto.model.cpu import CpuIdentity, this_cpu
+from impasto.model.cpu import BFLOAT16_EXTENSIONS, CpuIdentity, this_cpu
 from impasto.model.errors import InvalidInputError
 from impasto.model.lossnet.weights import load_vgg_weights
 from impasto.training import data, records
@@ -30,8 +30,9 @@ def mixed_precision_hint(config: TrainConfig, cpu: CpuIdentity, has_gpu: bool) -
     if has_gpu or config.mixed_precision == bool(cpu.bfloat16_units):
         return None
     if config.mixed_precision:
-        return ("impasto: warning: this CPU has no bfloat16 units (AVX-512 BF16 or AMX BF16); --mixed-precision "
-                "trains several times slower on it than float32 (docs/training.md, 'Mixed precision')")
+        return (f"impasto: warning: this CPU has no bfloat16 units ({' or '.join(BFLOAT16_EXTENSIONS)}); "
+                "--mixed-precision trains several times slower on it than float32 "
+                "(docs/training.md, 'Mixed precision')")
     return (f"impasto: note: this CPU has bfloat16 units ({' and '.join(cpu.bfloat16_units)}); --mixed-precision "
             "trains faster on it (docs/training.md, 'Mixed precision')")
 
