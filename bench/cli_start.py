@@ -14,6 +14,7 @@ Example:
 """
 
 import argparse
+import ast
 import subprocess
 import sys
 import tempfile
@@ -26,8 +27,22 @@ import common  # noqa: E402  (bench/common.py)
 
 from impasto.cli import SUBCOMMANDS  # noqa: E402
 
-PACKAGE_FOLDERS = ("model", "training", "serving", "export")
-"""Top-level folders installed as impasto.<folder> (setup.py's package_dir)."""
+
+def code_folders(tree: Path) -> tuple[str, ...]:
+    """The top-level folders `tree` installs as ``impasto.<folder>``: its setup.py's ``CODE_FOLDERS``.
+
+    Read from the tree's own setup.py (not imported: that would run setup()), so a baseline tree
+    with other folders is laid out as it installs.
+
+    Raises:
+        ValueError: the tree's setup.py assigns no ``CODE_FOLDERS``.
+    """
+    for node in ast.parse((tree / "setup.py").read_text()).body:
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", None) == "CODE_FOLDERS"
+                                                for target in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise ValueError(f"{tree / 'setup.py'} assigns no CODE_FOLDERS")
+
 
 RUN_MAIN = "import sys; sys.path.insert(0, sys.argv.pop(1)); from impasto.cli import main; sys.exit(main(sys.argv[1:]))"
 
@@ -46,7 +61,7 @@ def package_root(tree: Path, into: Path) -> Path:
     package.mkdir(parents=True)
     for module in (tree / "impasto").glob("*.py"):
         (package / module.name).symlink_to(module)
-    for folder in PACKAGE_FOLDERS:
+    for folder in code_folders(tree):
         (package / folder).symlink_to(tree / folder, target_is_directory=True)
     return into
 

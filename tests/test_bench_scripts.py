@@ -41,3 +41,25 @@ def test_test_helpers_live_in_impasto_testing_only(folder):
         assert "conftest" not in text and '"tests")' not in text, path
         if folder != "bench":
             assert "impasto.testing" not in text, path
+
+
+@pytest.mark.subprocess
+def test_cli_start_lays_out_every_folder_setup_installs(tmp_path):
+    """bench/cli_start.py maps a tree as setup.py's package_dir does, reading the folders from that setup.py."""
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    import cli_start
+
+    root = cli_start.package_root(REPO_ROOT, tmp_path / "root")
+    folders = cli_start.code_folders(REPO_ROOT)
+    imports = "; ".join(f"import impasto.{folder}" for folder in folders)
+    finished = subprocess.run(
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(root)!r}); {imports}; "
+         "import impasto.training.config as c; print(c.__file__)"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert finished.stdout.strip().startswith(str(root)), finished.stdout
+    assert {"model", "training", "serving", "export"} <= set(folders)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "setup.py").write_text("from setuptools import setup\nsetup(name='x')\n")
+    with pytest.raises(ValueError, match="CODE_FOLDERS"):
+        cli_start.code_folders(tmp_path / "other")
