@@ -7,6 +7,12 @@ of the content photo, of the feed-forward output, and of L-BFGS after 50, 100 an
 and after 50 started from the content photo (a stronger one). Target: feed-forward <= noise-started
 L-BFGS-50; stretch: <= noise-started L-BFGS-100.
 
+Each L-BFGS figure is the objective of the optimizer's iterate, which is not held
+to [0, 255]; from white noise it leaves that range (docs/training.md, "Where the
+bundled models stand"). Beside it, ``..._image`` is the objective of the image the
+method delivers, the iterate clipped to [0, 255] (what `impasto stylize` writes),
+the range the feed-forward output lies in; its ratios end in ``_image``.
+
 The L-BFGS runs depend only on the style, the loss settings, the photo and the
 size, not on the network, so ``--baseline-cache FILE`` keeps them in a JSON file
 and later runs (another checkpoint of the same style) reuse them.
@@ -69,20 +75,29 @@ def _loss_config(metadata: dict) -> LossConfig:
                       style_weight=loss["style_weight"], tv_weight=loss["tv_weight"])
 
 
-def lbfgs_baseline(vgg, loss_config, style_image, style_size, content, checkpoints, start, seed) -> dict:
-    """The objective of L-BFGS from `start` ("noise" or "content") after each number of iterations."""
+def lbfgs_baseline(vgg, loss_config, style_image, style_size, content, checkpoints, start, seed,
+                   image_objective) -> dict:
+    """The objective of L-BFGS from `start` ("noise" or "content") after each number of iterations.
+
+    ``{start}_lbfgs_{n}`` is the objective of the iterate, ``{start}_lbfgs_{n}_image`` that of the
+    image delivered at that point (the iterate clipped to [0, 255]), computed by `image_objective`.
+    """
     config = replace(GatysConfig(), size=max(content.shape[:2]), iterations=max(checkpoints), loss=loss_config,
                      pooling="max", style_scale=style_size / max(content.shape[:2]), report_every=min(checkpoints),
                      optimizer=OptimizerConfig(tolerance=0.0), init=start, seed=seed)
     reports = {}
     started = time.perf_counter()
-    GatysStylizer(config, vgg).stylize(content, [style_image],
-                                       on_progress=lambda p: reports.setdefault(p.iteration, p.value))
+    GatysStylizer(config, vgg).stylize(
+        content, [style_image],
+        on_progress=lambda p: reports.setdefault(p.iteration, (p.value, image_objective(p.image()))))
     # A call may end before the iterations a report asked for (L-BFGS stops where its line search fails), so
     # each checkpoint takes the first report at or past it; past the last report (stopped early) it has no value.
     done = sorted(reports)
-    scores = {f"{start}_lbfgs_{iterations}": next((reports[n] for n in done if n >= iterations), None)
-              for iterations in checkpoints}
+    scores = {}
+    for iterations in checkpoints:
+        iterate, image = next((reports[n] for n in done if n >= iterations), (None, None))
+        scores[f"{start}_lbfgs_{iterations}"] = iterate
+        scores[f"{start}_lbfgs_{iterations}_image"] = image
     scores[f"{start}_lbfgs_iterations_run"] = done[-1] if done else 0
     scores[f"{start}_lbfgs_seconds"] = round(time.perf_counter() - started, 1)
     return scores
@@ -98,9 +113,10 @@ def objective_function(metadata, vgg, style_image, content):
     return lambda image: float(objective(tf.constant(image.reshape(-1)))[0])
 
 
-LBFGS_REVISION = 2
-"""Changes with any change to the in-graph L-BFGS that moves its results, so that cached baselines of an
-earlier one are measured again, not reused. 2: the first step is the Polyak step (the 512 px white-noise stall)."""
+LBFGS_REVISION = 3
+"""Changes with any change to the in-graph L-BFGS that moves its results, or to what a baseline records, so
+that cached baselines of an earlier one are measured again, not reused. 2: the first step is the Polyak step
+(the 512 px white-noise stall). 3: each checkpoint also records the objective of the delivered image."""
 
 
 def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, seed, cache) -> dict:
@@ -119,12 +135,14 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
         key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
                           size, start, seed, counts, LBFGS_REVISION])
         if key not in cache:
-            cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, counts, start, seed)
+            cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, counts, start, seed,
+                                        value)
         scores.update(cache[key])
         for iterations in counts:
-            baseline = scores[f"{start}_lbfgs_{iterations}"]
-            scores[f"feed_forward_over_{start}_{iterations}"] = (None if baseline is None else
-                                                                 round(scores["feed_forward"] / baseline, 3))
+            for suffix in ("", "_image"):
+                baseline = scores[f"{start}_lbfgs_{iterations}{suffix}"]
+                scores[f"feed_forward_over_{start}_{iterations}{suffix}"] = (
+                    None if baseline is None else round(scores["feed_forward"] / baseline, 3))
     return scores
 
 
@@ -172,9 +190,10 @@ def main(argv=None) -> dict:
                     _save_cache(args.baseline_cache, cache)
     summary = {}
     for start, counts in checkpoints.items():
-        ratios = [r[f"feed_forward_over_{start}_{min(counts)}"] for r in results.values()]
-        known = [ratio for ratio in ratios if ratio is not None]  # None: that L-BFGS run stopped before the count.
-        summary[f"worst_feed_forward_over_{start}_{min(counts)}"] = max(known) if known else None
+        for suffix in ("", "_image"):
+            name = f"feed_forward_over_{start}_{min(counts)}{suffix}"
+            known = [r[name] for r in results.values() if r[name] is not None]  # None: L-BFGS stopped before.
+            summary[f"worst_{name}"] = max(known) if known else None
     summary["results"] = results
     print(json.dumps(summary))
     return summary

@@ -1,0 +1,56 @@
+"""bench/quality.py's L-BFGS baselines: the objective of the iterate and of the image the method delivers."""
+
+import dataclasses
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT, load_test_image
+from impasto.model import image_io
+from impasto.model.lossnet.loss_config import LossConfig
+
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+import quality  # noqa: E402
+
+STYLE_SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def setting(tiny_vgg):
+    """(metadata, content, style, objective of an image): a model's training settings on a 64 px photo."""
+    metadata = {"train_config": {"loss": dataclasses.asdict(LossConfig.johnson()), "style_size": STYLE_SIZE}}
+    content = image_io.resize_long_side(load_test_image("chelsea.png"), 64)
+    style = load_test_image("starry_night.png")
+    return metadata, content, style, quality.objective_function(metadata, tiny_vgg, style, content)
+
+
+def _baseline(vgg, setting, checkpoints):
+    metadata, content, style, objective = setting
+    return quality.lbfgs_baseline(vgg, quality._loss_config(metadata), style, STYLE_SIZE, content, checkpoints,
+                                  "noise", 0, objective)
+
+
+def test_each_checkpoint_scores_the_image_delivered_after_that_many_iterations(tiny_vgg, setting):
+    *_, objective = setting
+    scores = _baseline(tiny_vgg, setting, [4, 8])
+    for iterations in (4, 8):
+        delivered = dict(_baseline(tiny_vgg, setting, [iterations]))
+        assert scores[f"noise_lbfgs_{iterations}"] == pytest.approx(delivered[f"noise_lbfgs_{iterations}"], rel=1e-4)
+        # The run stopped at `iterations` returns its iterate clipped to [0, 255]: the delivered image.
+        assert scores[f"noise_lbfgs_{iterations}_image"] == pytest.approx(
+            delivered[f"noise_lbfgs_{iterations}_image"], rel=1e-4)
+    assert scores["noise_lbfgs_4_image"] != pytest.approx(scores["noise_lbfgs_8_image"], rel=1e-3)
+
+
+def test_the_delivered_image_is_the_iterate_clipped_to_the_pixel_range(tiny_vgg, setting):
+    """From white noise the iterate leaves [0, 255]; the delivered image's objective is that of the clipped one."""
+    metadata, content, style, objective = setting
+    seen = []
+    scores = quality.lbfgs_baseline(tiny_vgg, quality._loss_config(metadata), style, STYLE_SIZE, content, [8],
+                                    "noise", 0, lambda image: seen.append(image) or objective(image))
+    delivered = seen[-1]
+    assert delivered.min() >= 0.0 and delivered.max() <= 255.0
+    assert np.isclose(delivered, 0.0).any() or np.isclose(delivered, 255.0).any()
+    assert scores["noise_lbfgs_8_image"] == pytest.approx(objective(delivered), rel=1e-6)
+    assert scores["noise_lbfgs_8_image"] != pytest.approx(scores["noise_lbfgs_8"], rel=1e-3)
