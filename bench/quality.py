@@ -11,7 +11,9 @@ Each L-BFGS figure is the objective of the optimizer's iterate, which is not hel
 to [0, 255]; from white noise it leaves that range (docs/training.md, "Where the
 bundled models stand"). Beside it, ``..._image`` is the objective of the image the
 method delivers, the iterate clipped to [0, 255] (what `impasto stylize` writes),
-the range the feed-forward output lies in; its ratios end in ``_image``.
+the range the feed-forward output lies in; its ratios end in ``_image``. With
+``--starts noise,content,noise_bounded``, scipy's L-BFGS-B from the same noise, held
+to [0, 255] throughout, is scored too: what a box-constrained optimizer delivers.
 
 The L-BFGS runs depend only on the style, the loss settings, the photo and the
 size, not on the network, so ``--baseline-cache FILE`` keeps them in a JSON file
@@ -31,6 +33,8 @@ from impasto.model.tensorflow_import import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # First: the imports below load TensorFlow, whose start-up lines stay off stderr.
 
+import numpy as np  # noqa: E402
+import scipy.optimize  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from impasto.model import image_io  # noqa: E402
@@ -39,7 +43,7 @@ from impasto.model.feedforward.stylizer import FastStylizer  # noqa: E402
 from impasto.model.files import atomic_write_bytes  # noqa: E402
 from impasto.model.lossnet.loss_config import LossConfig  # noqa: E402
 from impasto.model.lossnet.vgg import VggFeatures  # noqa: E402
-from impasto.model.optimize.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective  # noqa: E402
+from impasto.model.optimize.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective, white_noise  # noqa: E402
 from impasto.model.optimize.optimizers import OptimizerConfig  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,8 +59,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--large-size", type=int, default=512, help="extra size for the first model (0 = off)")
     parser.add_argument("--iterations", default="50,100,300", help="L-BFGS checkpoints from noise")
     parser.add_argument("--content-iterations", default="50", help="L-BFGS checkpoints from the content photo")
+    parser.add_argument("--bounded-iterations", default="50,100",
+                        help="L-BFGS-B checkpoints from noise, held to [0, 255] (start noise_bounded)")
     parser.add_argument("--max-photos", type=int, default=2, help="photos per model and size")
-    parser.add_argument("--starts", default="noise,content", help="L-BFGS starting points: noise, content or both")
+    parser.add_argument("--starts", default="noise,content",
+                        help="comma-separated baselines: noise, content, noise_bounded (scipy's L-BFGS-B)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the white-noise start")
     parser.add_argument("--baseline-cache", default=str(REPO_ROOT / "bench/quality_baselines.json"),
                         help="JSON file that keeps L-BFGS results between runs (default: the committed one, "
@@ -103,13 +110,55 @@ def lbfgs_baseline(vgg, loss_config, style_image, style_size, content, checkpoin
     return scores
 
 
-def objective_function(metadata, vgg, style_image, content):
-    """The Gatys objective (the model's own training loss settings) as a function of an image like `content`."""
+def bounded_lbfgs_baseline(objective, content, checkpoints, seed) -> dict:
+    """The objective of scipy's L-BFGS-B held to [0, 255], from the same white noise, after each number of iterations.
+
+    Its iterate is always a valid image, so ``noise_bounded_lbfgs_{n}_image`` equals ``noise_bounded_lbfgs_{n}``:
+    the baseline a box-constrained optimizer sets for the delivered image.
+
+    Args:
+        objective: `make_objective`'s value-and-gradient of a flat float32 image like `content`.
+        content: float32 [H, W, 3], the photo (only its shape is used).
+        checkpoints: iteration counts to report.
+        seed: seeds the white noise, as `GatysConfig.seed` does.
+    """
+    evaluate = tf.function(objective)
+
+    def value_and_gradient(x):
+        value, gradient, _ = evaluate(tf.constant(x, tf.float32))
+        return float(value), gradient.numpy().astype(np.float64)
+
+    values = []
+    start = white_noise(content.shape, seed).reshape(-1).astype(np.float64)
+    started = time.perf_counter()
+    scipy.optimize.minimize(value_and_gradient, start, jac=True, method="L-BFGS-B",
+                            bounds=scipy.optimize.Bounds(0.0, 255.0),
+                            callback=lambda intermediate_result: values.append(float(intermediate_result.fun)),
+                            options={"maxiter": max(checkpoints), "maxcor": OptimizerConfig().history_size,
+                                     "ftol": 0.0, "gtol": 0.0, "maxfun": 20 * max(checkpoints)})
+    scores = {}
+    for iterations in checkpoints:
+        value = values[iterations - 1] if len(values) >= iterations else None
+        scores[f"noise_bounded_lbfgs_{iterations}"] = scores[f"noise_bounded_lbfgs_{iterations}_image"] = value
+    scores["noise_bounded_lbfgs_iterations_run"] = len(values)
+    scores["noise_bounded_lbfgs_seconds"] = round(time.perf_counter() - started, 1)
+    return scores
+
+
+def gatys_objective(metadata, vgg, style_image, content):
+    """The Gatys objective (the model's own training loss settings) for images like `content`: `make_objective`'s
+    value-and-gradient of a flat float32 image."""
     loss_config = _loss_config(metadata)
     style = image_io.resize_long_side(style_image, metadata["train_config"]["style_size"])
     grams = blended_style_grams(vgg, [style], [1.0], [layer for layer, _ in loss_config.style_layers])
     targets = vgg(tf.constant(content[None]), [layer for layer, _ in loss_config.content_layers])
     objective, _ = make_objective(vgg, content.shape, targets, grams, loss_config)
+    return objective
+
+
+def objective_function(metadata, vgg, style_image, content):
+    """The Gatys objective (the model's own training loss settings) as a function of an image like `content`."""
+    objective = gatys_objective(metadata, vgg, style_image, content)
     return lambda image: float(objective(tf.constant(image.reshape(-1)))[0])
 
 
@@ -134,7 +183,10 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
     for start, counts in checkpoints.items():
         key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
                           size, start, seed, counts, LBFGS_REVISION])
-        if key not in cache:
+        if key not in cache and start == "noise_bounded":
+            cache[key] = bounded_lbfgs_baseline(gatys_objective(metadata, vgg, style_image, content), content, counts,
+                                                seed)
+        elif key not in cache:
             cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, counts, start, seed,
                                         value)
         scores.update(cache[key])
@@ -170,7 +222,10 @@ def main(argv=None) -> dict:
     names = args.models.split(",") if args.models else bundled_model_names()
     photos = held_out_photos(args.photos)[: args.max_photos]
     sizes = [int(s) for s in args.sizes.split(",")]
-    counts = {"noise": args.iterations, "content": args.content_iterations}
+    counts = {"noise": args.iterations, "content": args.content_iterations, "noise_bounded": args.bounded_iterations}
+    unknown = set(args.starts.split(",")) - set(counts)
+    if unknown:
+        sys.exit(f"quality.py: unknown --starts {', '.join(sorted(unknown))}; choose from {', '.join(counts)}")
     checkpoints = {start: sorted(int(i) for i in counts[start].split(",")) for start in args.starts.split(",")}
     vgg = VggFeatures(pooling="max")
     cache = _load_cache(args.baseline_cache)

@@ -6,9 +6,11 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, load_test_image
 from impasto.model import image_io
 from impasto.model.lossnet.loss_config import LossConfig
+from impasto.model.optimize.gatys import white_noise
+
+from conftest import REPO_ROOT, load_test_image
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 import quality  # noqa: E402
@@ -54,3 +56,18 @@ def test_the_delivered_image_is_the_iterate_clipped_to_the_pixel_range(tiny_vgg,
     assert np.isclose(delivered, 0.0).any() or np.isclose(delivered, 255.0).any()
     assert scores["noise_lbfgs_8_image"] == pytest.approx(objective(delivered), rel=1e-6)
     assert scores["noise_lbfgs_8_image"] != pytest.approx(scores["noise_lbfgs_8"], rel=1e-3)
+
+
+def test_the_bounded_baseline_descends_from_white_noise_and_reports_each_checkpoint(tiny_vgg, setting):
+    metadata, content, style, objective = setting
+    scores = quality.bounded_lbfgs_baseline(quality.gatys_objective(metadata, tiny_vgg, style, content), content,
+                                            [3, 6], seed=0)
+    start_value = objective(white_noise(content.shape, 0))
+    assert start_value > scores["noise_bounded_lbfgs_3"] > scores["noise_bounded_lbfgs_6"] > 0.0
+    assert scores["noise_bounded_lbfgs_6_image"] == scores["noise_bounded_lbfgs_6"]
+    assert scores["noise_bounded_lbfgs_iterations_run"] == 6
+
+
+def test_an_unknown_baseline_is_named():
+    with pytest.raises(SystemExit, match="unknown --starts noise_unbounded"):
+        quality.main(["--starts", "noise,noise_unbounded", "--models", "starry_night"])

@@ -81,6 +81,11 @@ class Progress:
     image: Callable[[], np.ndarray]
 
 
+def white_noise(shape, seed: int) -> np.ndarray:
+    """The ``init="noise"`` start: float32 `shape`, uniform in [0, 255], from `seed`."""
+    return np.random.default_rng(seed).uniform(0.0, 255.0, shape).astype(np.float32)
+
+
 def blended_style_grams(vgg: VggFeatures, style_images: Sequence[np.ndarray], blend_weights: Sequence[float], layers,
                         tiling: Tiling = Tiling.never()):
     """Gram targets of several styles, mixed by blend weights (normalised to sum 1).
@@ -159,8 +164,7 @@ class GatysStylizer:
         if self.config.init == "content":
             return content
         if self.config.init == "noise":
-            rng = np.random.default_rng(self.config.seed)
-            return rng.uniform(0.0, 255.0, content.shape).astype(np.float32)
+            return white_noise(content.shape, self.config.seed)
         if init_image is None:
             raise ValueError("config.init names a file, but no init_image was given")
         return image_io.resize_image(init_image, *content.shape[:2])
