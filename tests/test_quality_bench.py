@@ -34,10 +34,9 @@ def _baseline(vgg, setting, checkpoints):
 
 
 def test_each_checkpoint_scores_the_image_delivered_after_that_many_iterations(tiny_vgg, setting):
-    *_, objective = setting
     scores = _baseline(tiny_vgg, setting, [4, 8])
     for iterations in (4, 8):
-        delivered = dict(_baseline(tiny_vgg, setting, [iterations]))
+        delivered = _baseline(tiny_vgg, setting, [iterations])
         assert scores[f"noise_lbfgs_{iterations}"] == pytest.approx(delivered[f"noise_lbfgs_{iterations}"], rel=1e-4)
         # The run stopped at `iterations` returns its iterate clipped to [0, 255]: the delivered image.
         assert scores[f"noise_lbfgs_{iterations}_image"] == pytest.approx(
