@@ -156,10 +156,14 @@ def gatys_objective(metadata, vgg, style_image, content):
     return objective
 
 
+def image_value(objective):
+    """`gatys_objective`'s objective as a function of an image: float32 [H, W, 3] -> its value."""
+    return lambda image: float(objective(tf.constant(image.reshape(-1)))[0])
+
+
 def objective_function(metadata, vgg, style_image, content):
     """The Gatys objective (the model's own training loss settings) as a function of an image like `content`."""
-    objective = gatys_objective(metadata, vgg, style_image, content)
-    return lambda image: float(objective(tf.constant(image.reshape(-1)))[0])
+    return image_value(gatys_objective(metadata, vgg, style_image, content))
 
 
 LBFGS_REVISION = 3
@@ -171,21 +175,21 @@ that cached baselines of an earlier one are measured again, not reused. 2: the f
 def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, seed, cache) -> dict:
     """Objective values for one photo: content, feed-forward and L-BFGS from each start after each checkpoint.
 
-    `checkpoints` maps each start ("noise", "content") to its iteration counts; `cache` maps a
+    `checkpoints` maps each start ("noise", "content", "noise_bounded") to its iteration counts; `cache` maps a
     baseline's key (style, loss settings, photo, size, start, seed, checkpoints, `LBFGS_REVISION`) to its scores.
     """
     loss_config = _loss_config(metadata)
     style_size = metadata["train_config"]["style_size"]
     content = image_io.resize_long_side(photo, size)
-    value = objective_function(metadata, vgg, style_image, content)
+    objective = gatys_objective(metadata, vgg, style_image, content)
+    value = image_value(objective)
     stylized = FastStylizer(network).stylize(content)
     scores = {"content_photo": value(content), "feed_forward": value(stylized)}
     for start, counts in checkpoints.items():
         key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
                           size, start, seed, counts, LBFGS_REVISION])
         if key not in cache and start == "noise_bounded":
-            cache[key] = bounded_lbfgs_baseline(gatys_objective(metadata, vgg, style_image, content), content, counts,
-                                                seed)
+            cache[key] = bounded_lbfgs_baseline(objective, content, counts, seed)
         elif key not in cache:
             cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, counts, start, seed,
                                         value)
