@@ -23,6 +23,9 @@ from PIL import Image, ImageOps
 from impasto.model.errors import InvalidInputError
 from impasto.model.files import atomic_write_bytes
 
+PIXEL_RANGE = (0.0, 255.0)
+"""The values a pixel channel takes under the contract, (low, high)."""
+
 DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
 """Largest image, in pixels, that impasto decodes unless told otherwise (8192 x 8192)."""
 

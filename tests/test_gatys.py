@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from impasto.model import color
-from impasto.model.optimize.gatys import GatysConfig, GatysStylizer
+from impasto.model import color, image_io
+from impasto.model.optimize.gatys import GatysConfig, GatysStylizer, blended_style_grams, make_objective
 from impasto.model.optimize.optimizers import OptimizerConfig
 
 from conftest import load_test_image
@@ -38,6 +38,28 @@ def test_loss_goes_down_and_the_output_keeps_the_contract(tiny_vgg, content, sty
     assert image.dtype == np.float32 and max(image.shape[:2]) == 64 and image.shape[2] == 3
     assert image.min() >= 0.0 and image.max() <= 255.0
     assert {"content", "style", "tv"} <= set(reports[-1].terms)
+
+
+@pytest.mark.slow
+def test_the_value_reported_is_that_of_the_image_delivered_unless_unbounded(tiny_vgg, content, style):
+    """Bounded (the default), the optimizer's iterate is the image delivered; unbounded, the iterate leaves
+    [0, 255], and the clipped image it delivers scores worse than the value reported and than the bounded one."""
+    config = GatysConfig.tiny()
+    photo = image_io.resize_long_side(content, config.size)
+    loss = config.loss
+    content_targets = tiny_vgg(tf.constant(photo[None]), [layer for layer, _ in loss.content_layers])
+    grams = blended_style_grams(tiny_vgg, [image_io.resize_long_side(style, config.size)], [1.0],
+                                [layer for layer, _ in loss.style_layers])
+    objective, _ = make_objective(tiny_vgg, photo.shape, content_targets, grams, loss)
+    delivered, reported = {}, {}
+    for bounded in (True, False):
+        image, reports = _run(tiny_vgg, content, [style], init="noise", iterations=20, report_every=20,
+                              bounded=bounded)
+        delivered[bounded] = float(objective(tf.constant(image.reshape(-1)))[0])
+        reported[bounded] = reports[-1].value
+    assert delivered[True] == pytest.approx(reported[True], rel=1e-5)
+    assert delivered[False] > 1.002 * reported[False]
+    assert delivered[True] < delivered[False]
 
 
 @pytest.mark.slow

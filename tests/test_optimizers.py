@@ -109,6 +109,62 @@ def test_adam_descends_and_keeps_the_loss_parts():
     assert float(optimizer.value) == pytest.approx(exact_value, rel=0.05)
 
 
+def _box_quadratic():
+    """The quadratic with a box that excludes its minimum in most coordinates, and scipy's L-BFGS-B solution in it."""
+    objective, a, b = _quadratic(seed=5)
+    box = (0.0, 0.01)
+    reference = scipy.optimize.minimize(lambda x: (0.5 * x @ a @ x - b @ x, a @ x - b), np.zeros(40), jac=True,
+                                        method="L-BFGS-B", bounds=[box] * 40,
+                                        options={"maxcor": 10, "ftol": 0.0, "gtol": 1e-10})
+    return objective, a, b, box, reference
+
+
+def test_bounded_lbfgs_stays_in_the_box_and_reaches_scipy_box_minimum():
+    objective, a, b, box, reference = _box_quadratic()
+    exact = np.linalg.solve(a, b)
+    assert np.mean((exact < box[0]) | (exact > box[1])) > 0.5  # The box binds: most coordinates end on a bound.
+    optimizer = Lbfgs(objective, 40, 1, OptimizerConfig(history_size=10, tolerance=0.0), bounds=box)
+    optimizer.start(tf.fill([40], 0.5))  # Outside the box: the start is projected onto it.
+    assert optimizer.x.numpy().max() == box[1]
+    for _ in range(10):
+        optimizer.run(tf.constant(5))
+        x = optimizer.x.numpy()
+        assert x.min() >= box[0] and x.max() <= box[1]
+    np.testing.assert_allclose(x, reference.x, atol=1e-5)
+    assert float(optimizer.value) == pytest.approx(reference.fun, rel=1e-5)
+    clipped = np.clip(exact, *box)  # What an unconstrained run delivers once clipped.
+    assert float(optimizer.value) < 0.5 * clipped @ a @ clipped - b @ clipped - 1e-3 * abs(reference.fun)
+
+
+def test_bounded_lbfgs_solves_a_boxed_rosenbrock_like_scipy():
+    box = (-2.0, 0.5)  # Excludes the minimum at (1, ..., 1).
+    optimizer = Lbfgs(_rosenbrock, 6, 1, OptimizerConfig(history_size=10, tolerance=0.0, max_line_search=20),
+                      bounds=box)
+    optimizer.start(tf.fill([6], -1.0))
+    optimizer.run(tf.constant(300))
+    reference = scipy.optimize.minimize(scipy.optimize.rosen, -np.ones(6), jac=scipy.optimize.rosen_der,
+                                        method="L-BFGS-B", bounds=[box] * 6, options={"maxcor": 10})
+    np.testing.assert_allclose(optimizer.x.numpy(), reference.x, atol=1e-3)
+    assert float(optimizer.value) == pytest.approx(reference.fun, rel=1e-4, abs=1e-6)
+
+
+def test_bounded_adam_stays_in_the_box_and_nears_its_minimum():
+    objective, _, _, box, reference = _box_quadratic()
+    optimizer = make_optimizer(objective, 40, 1, OptimizerConfig(method="adam", learning_rate=1e-3, tolerance=0.0),
+                               bounds=box)
+    optimizer.start(tf.fill([40], -1.0))
+    for _ in range(20):
+        optimizer.run(tf.constant(20))
+        x = optimizer.x.numpy()
+        assert x.min() >= box[0] and x.max() <= box[1]
+    assert float(optimizer.value) == pytest.approx(reference.fun, rel=0.01)
+
+
+def test_an_empty_box_is_refused():
+    with pytest.raises(ValueError, match="low < high"):
+        make_optimizer(_rosenbrock, 2, 1, OptimizerConfig(), bounds=(1.0, 1.0))
+
+
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError, match="unknown optimizer"):
         make_optimizer(_rosenbrock, 2, 1, OptimizerConfig(method="sgd"))

@@ -39,6 +39,10 @@ class GatysConfig:
         style_scale: style image long side as a multiple of the output's long side.
         preserve_color: transfer luminance only and keep the content's colours.
         seed: seeds the noise init.
+        bounded: hold the pixels to the pixel contract's [0, 255] at every iteration (a box-constrained
+            optimizer, `impasto.model.optimize.optimizers`), so that the image delivered is the one optimised.
+            False optimises unconstrained pixels and clips the result at the end, as Gatys et al. did and
+            as Johnson et al.'s baseline does; its clipped image scores well above its iterate.
         report_every: iterations between progress reports (one graph call each).
         tiling: stages (and style images) above its pixel count run VGG tile by tile
             (`impasto.model.optimize.tiled_objective`): the same objective, memory bounded by the tile.
@@ -54,6 +58,7 @@ class GatysConfig:
     style_scale: float = 1.0
     preserve_color: bool = False
     seed: int = 0
+    bounded: bool = True
     report_every: int = 10
     tiling: Tiling = Tiling(tile_pixels=GATYS_TILE_PIXELS)
 
@@ -191,7 +196,8 @@ class GatysStylizer:
             content_targets = self.vgg(tf.constant(content_for_loss[None]), content_layers)
             objective, term_names = make_objective(self.vgg, content.shape, content_targets, style_grams, loss_config)
 
-        optimizer = make_optimizer(objective, int(np.prod(content.shape)), len(term_names), config.optimizer)
+        bounds = image_io.PIXEL_RANGE if config.bounded else None
+        optimizer = make_optimizer(objective, int(np.prod(content.shape)), len(term_names), config.optimizer, bounds)
         optimizer.start(image.reshape(-1))
         current_image = lambda: np.clip(optimizer.x.numpy().reshape(content.shape), 0.0, 255.0)  # noqa: E731
         done = 0

@@ -9,6 +9,14 @@ or scipy.
 The objective is a callable ``value_and_gradient(x) -> (value, gradient, terms)``
 with ``x`` and ``gradient`` float32 ``[n]``, ``value`` a float32 scalar and
 ``terms`` a float32 ``[k]`` vector of loss parts kept for reporting.
+
+Given ``bounds=(low, high)``, both hold every coordinate of ``x`` in that box at
+every iteration (the pixels of an image in the pixel contract, [0, 255]):
+Adam projects each step onto the box; L-BFGS is a projected quasi-Newton method
+(Kim, Sra and Dhillon 2010): coordinates at a bound whose gradient points out
+of the box are held for the iteration and kept out of the two-loop recursion,
+and the line search follows the step projected onto the box. Without bounds
+they are the plain unconstrained methods.
 """
 
 from collections.abc import Callable
@@ -17,6 +25,7 @@ from dataclasses import dataclass
 import tensorflow as tf
 
 Objective = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+Bounds = tuple[float, float] | None
 
 
 def adam_update(gradient: tf.Tensor, first_moment: tf.Tensor, second_moment: tf.Tensor, step: tf.Tensor,
@@ -62,12 +71,24 @@ class OptimizerConfig:
 
 
 class _PixelOptimizer(tf.Module):
-    """State shared by both optimizers: the point, its value, gradient and loss parts."""
+    """State shared by both optimizers: the point, its value, gradient and loss parts, and the box it stays in.
 
-    def __init__(self, objective: Objective, size: int, num_terms: int, config: OptimizerConfig):
+    Args:
+        objective: ``value_and_gradient(x)``, see the module docstring.
+        size: length of ``x``.
+        num_terms: length of the objective's ``terms``.
+        config: optimizer settings.
+        bounds: ``(low, high)`` that every coordinate of ``x`` stays within, or None (unconstrained).
+    """
+
+    def __init__(self, objective: Objective, size: int, num_terms: int, config: OptimizerConfig,
+                 bounds: Bounds = None):
         super().__init__()
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"bounds must be (low, high) with low < high, got {bounds}")
         self.objective = objective
         self.config = config
+        self.bounds = bounds
         self.x = tf.Variable(tf.zeros([size]), name="x")
         self.value = tf.Variable(0.0, name="value")
         self.gradient = tf.Variable(tf.zeros([size]), name="gradient")
@@ -77,8 +98,8 @@ class _PixelOptimizer(tf.Module):
         self.converged = tf.Variable(False, name="converged")
 
     def start(self, x0: tf.Tensor) -> None:
-        """Sets the starting point and evaluates the objective there."""
-        self.x.assign(tf.reshape(tf.cast(x0, tf.float32), [-1]))
+        """Sets the starting point (projected onto the bounds) and evaluates the objective there."""
+        self.x.assign(self._project(tf.reshape(tf.cast(x0, tf.float32), [-1])))
         self._reset()
         self._start()
 
@@ -92,6 +113,12 @@ class _PixelOptimizer(tf.Module):
     def _evaluate(self, x):
         self.evaluations.assign_add(1)
         return self.objective(x)
+
+    def _project(self, x: tf.Tensor) -> tf.Tensor:
+        """The point of the box nearest to `x` (`x` itself without bounds)."""
+        if self.bounds is None:
+            return x
+        return tf.clip_by_value(x, *self.bounds)
 
     def _reset(self) -> None:
         self.iterations.assign(0)
@@ -144,10 +171,15 @@ class Lbfgs(_PixelOptimizer):
     of it, and switch the variable to copying on every read), and stored in
     `pairs` between calls of `run`. So the bookkeeping reads the history twice
     an iteration and stays a small fraction of one evaluation.
+
+    With bounds, the same recursion runs on the gradient of the coordinates
+    free to move, and the line search backtracks along the projected path
+    (see the module docstring); a few more n-vector passes an iteration.
     """
 
-    def __init__(self, objective: Objective, size: int, num_terms: int, config: OptimizerConfig = OptimizerConfig()):
-        super().__init__(objective, size, num_terms, config)
+    def __init__(self, objective: Objective, size: int, num_terms: int, config: OptimizerConfig = OptimizerConfig(),
+                 bounds: Bounds = None):
+        super().__init__(objective, size, num_terms, config, bounds)
         m = config.history_size
         self.pairs = tf.Variable(tf.zeros([m, 2, size]), name="pairs")  # pairs[i] = (s_i, y_i), a ring buffer.
         self.s_dot_y = tf.Variable(tf.zeros([m, m]), name="s_dot_y")  # [i, j] = s_i . y_j
@@ -166,9 +198,8 @@ class Lbfgs(_PixelOptimizer):
     def _store_state(self, state: tf.Tensor) -> None:
         self.pairs.assign(state)
 
-    def _direction(self, pairs: tf.Tensor) -> tf.Tensor:
+    def _direction(self, pairs: tf.Tensor, gradient: tf.Tensor) -> tf.Tensor:
         """``-H g`` with ``H`` the L-BFGS inverse Hessian estimate; a scaled ``-g`` without history."""
-        gradient = self.gradient.read_value()
         return tf.cond(self.stored > 0, lambda: self._quasi_newton_direction(pairs, gradient),
                        lambda: self._gradient_direction(gradient))
 
@@ -224,21 +255,39 @@ class Lbfgs(_PixelOptimizer):
         self.y_dot_y.assign(y_dot_y)
         return s_dot_y, y_dot_y
 
+    def _held(self, gradient: tf.Tensor) -> tf.Tensor | None:
+        """bool [n]: the coordinates at a bound that the gradient pushes out of the box (None without bounds).
+
+        They stay where they are for this iteration: zero in the gradient the direction is
+        computed from and in the direction itself.
+        """
+        if self.bounds is None:
+            return None
+        low, high = self.bounds
+        return tf.logical_or(tf.logical_and(self.x <= low, gradient > 0.0),
+                             tf.logical_and(self.x >= high, gradient < 0.0))
+
     def _step(self, pairs: tf.Tensor) -> tf.Tensor:
-        direction = self._direction(pairs)
-        slope = tf.tensordot(self.gradient, direction, 1)
+        gradient = self.gradient.read_value()
+        held = self._held(gradient)
+        if held is not None:
+            gradient = tf.where(held, 0.0, gradient)
+        direction = self._direction(pairs, gradient)
+        if held is not None:
+            direction = tf.where(held, 0.0, direction)
+        slope = tf.tensordot(gradient, direction, 1)
         if slope >= 0.0:  # Not a descent direction: forget the history, go down the gradient.
             self.stored.assign(0)
-            direction = self._gradient_direction(self.gradient.read_value())
-            slope = tf.tensordot(self.gradient, direction, 1)
+            direction = self._gradient_direction(gradient)
+            slope = tf.tensordot(gradient, direction, 1)
         step = tf.constant(1.0)
-        new_x = self.x + direction
+        new_x = self._project(self.x + direction)
         new_value, new_gradient, new_terms = self._evaluate(new_x)
         for _ in tf.range(self.config.max_line_search):
-            if new_value <= self.value + 1e-4 * step * slope:
+            if new_value <= self.value + 1e-4 * self._predicted_change(step, slope, gradient, new_x):
                 break
             step *= 0.5
-            new_x = self.x + step * direction
+            new_x = self._project(self.x + step * direction)
             new_value, new_gradient, new_terms = self._evaluate(new_x)
         decreased = new_value < self.value
         pairs = self._remember(pairs, new_x - self.x, new_gradient - self.gradient, decreased)
@@ -251,6 +300,16 @@ class Lbfgs(_PixelOptimizer):
         else:  # The line search found no decrease: nothing left to gain here.
             self.converged.assign(True)
         return pairs
+
+    def _predicted_change(self, step: tf.Tensor, slope: tf.Tensor, gradient: tf.Tensor, new_x: tf.Tensor):
+        """The first-order change of the objective from ``x`` to `new_x`, for the Armijo test.
+
+        ``step * slope`` without bounds; with them, ``g . (new_x - x)`` along the projected path
+        (`gradient` is zero where coordinates are held, which do not move).
+        """
+        if self.bounds is None:
+            return step * slope
+        return tf.tensordot(gradient, new_x - self.x, 1)
 
     def _remember(self, pairs: tf.Tensor, s: tf.Tensor, y: tf.Tensor, decreased: tf.Tensor) -> tf.Tensor:
         """Stores ``(s, y)`` when the step was taken and the curvature is positive; returns the pairs.
@@ -272,8 +331,9 @@ class Lbfgs(_PixelOptimizer):
 class Adam(_PixelOptimizer):
     """Adam (Kingma and Ba 2015) on the pixels; one evaluation per iteration."""
 
-    def __init__(self, objective: Objective, size: int, num_terms: int, config: OptimizerConfig = OptimizerConfig()):
-        super().__init__(objective, size, num_terms, config)
+    def __init__(self, objective: Objective, size: int, num_terms: int, config: OptimizerConfig = OptimizerConfig(),
+                 bounds: Bounds = None):
+        super().__init__(objective, size, num_terms, config, bounds)
         self.first_moment = tf.Variable(tf.zeros([size]), name="first_moment")
         self.second_moment = tf.Variable(tf.zeros([size]), name="second_moment")
         self.adam_steps = tf.Variable(0.0, name="adam_steps")
@@ -290,7 +350,7 @@ class Adam(_PixelOptimizer):
                                             self.config.learning_rate)
         self.first_moment.assign(first)
         self.second_moment.assign(second)
-        self.x.assign_sub(change)
+        self.x.assign(self._project(self.x - change))
         old_value = self.value.read_value()
         value, gradient, terms = self._evaluate(self.x)
         self.converged.assign(self._has_converged(old_value, value))
@@ -300,9 +360,10 @@ class Adam(_PixelOptimizer):
         return state
 
 
-def make_optimizer(objective: Objective, size: int, num_terms: int, config: OptimizerConfig) -> _PixelOptimizer:
-    """Builds the optimizer that ``config.method`` names."""
+def make_optimizer(objective: Objective, size: int, num_terms: int, config: OptimizerConfig,
+                   bounds: Bounds = None) -> _PixelOptimizer:
+    """Builds the optimizer that ``config.method`` names, held to `bounds` if given (see `_PixelOptimizer`)."""
     optimizers = {"lbfgs": Lbfgs, "adam": Adam}
     if config.method not in optimizers:
         raise ValueError(f"unknown optimizer {config.method!r}; choose one of {sorted(optimizers)}")
-    return optimizers[config.method](objective, size, num_terms, config)
+    return optimizers[config.method](objective, size, num_terms, config, bounds)
