@@ -5,7 +5,8 @@ starting from the content image, it measures:
 
 * the total loss after each of ``--iterations`` for the in-graph L-BFGS, for
   Adam (learning rate 10 by default) and for scipy's L-BFGS-B on the same objective (value
-  and gradient from one TensorFlow function call per evaluation);
+  and gradient from one TensorFlow function call per evaluation), every method holding
+  the pixels to [0, 255] as `impasto stylize` does (``--unbounded``: unconstrained);
 * wall time per iteration, evaluations per iteration, and the time each method
   needs to reach Adam's final loss;
 * the time of one bare loss-and-gradient evaluation and its rate: VGG forward
@@ -86,6 +87,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--learning-rate", type=float, default=10.0, help="Adam step size (default: 10)")
     parser.add_argument("--history-size", type=int, default=20, help="L-BFGS correction pairs (default: 20)")
     parser.add_argument("--pooling", choices=("avg", "max"), default="avg", help="VGG pooling (default: avg)")
+    parser.add_argument("--unbounded", action="store_true",
+                        help="optimize unconstrained pixels (GatysConfig.bounded False); by default every method "
+                             "holds them to [0, 255], as `impasto stylize` does")
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.chunk < 1:
         parser.error("--repeats and --chunk must be at least 1")
@@ -143,7 +147,8 @@ def boundaries(iterations: list[int], chunk: int) -> list[int]:
     return sorted(set(range(chunk, max(iterations) + 1, chunk)) | set(iterations))
 
 
-def run_in_graph(problem: Problem, configs: dict[str, OptimizerConfig], iterations: list[int], chunk: int) -> dict:
+def run_in_graph(problem: Problem, configs: dict[str, OptimizerConfig], iterations: list[int], chunk: int,
+                 bounds) -> dict:
     """Runs the in-graph optimizers side by side, a chunk of each in turn; returns their trajectories.
 
     Alternating chunks gives every method the same share of the machine's
@@ -151,7 +156,8 @@ def run_in_graph(problem: Problem, configs: dict[str, OptimizerConfig], iteratio
     method's clock counts only its own chunks (see `summarize_run`).
     """
     size, terms = int(problem.x0.shape[0]), len(problem.term_names)
-    optimizers = {method: make_optimizer(problem.objective, size, terms, config) for method, config in configs.items()}
+    optimizers = {method: make_optimizer(problem.objective, size, terms, config, bounds)
+                  for method, config in configs.items()}
     trajectories, done, stopped = {}, {}, set()
     for optimizer in optimizers.values():
         optimizer.start(problem.x0)
@@ -179,8 +185,9 @@ def run_in_graph(problem: Problem, configs: dict[str, OptimizerConfig], iteratio
     return trajectories
 
 
-def run_scipy(problem: Problem, history_size: int, iterations: list[int], chunk: int) -> list[dict]:
-    """Runs scipy's L-BFGS-B on the same objective; returns its trajectory (see `summarize_run`)."""
+def run_scipy(problem: Problem, history_size: int, iterations: list[int], chunk: int, bounds) -> list[dict]:
+    """Runs scipy's L-BFGS-B on the same objective, held to `bounds` if given; returns its trajectory (see
+    `summarize_run`)."""
     counted = {"evaluations": 0, "iterations": 0, "paused_wall": 0.0, "paused_cpu": 0.0}
     stops = set(boundaries(iterations, chunk))
 
@@ -208,6 +215,7 @@ def run_scipy(problem: Problem, history_size: int, iterations: list[int], chunk:
 
     result = scipy.optimize.minimize(
         value_and_gradient, problem.x0.numpy().astype(np.float64), jac=True, method="L-BFGS-B", callback=callback,
+        bounds=None if bounds is None else scipy.optimize.Bounds(*bounds),
         options={"maxiter": max(iterations), "maxcor": history_size, "ftol": 0.0, "gtol": 0.0,
                  "maxfun": 20 * max(iterations)},
     )
@@ -327,13 +335,14 @@ def run_optimizers(problem: Problem, methods: list[str], args: argparse.Namespac
                                 learning_rate=args.learning_rate, tolerance=0.0)
         for method in methods if method != "scipy"
     }
+    bounds = None if args.unbounded else image_io.PIXEL_RANGE
     trajectories = {}
     if configs:
         common.log(f"  {' and '.join(configs)}, alternating")
-        trajectories.update(run_in_graph(problem, configs, iterations, args.chunk))
+        trajectories.update(run_in_graph(problem, configs, iterations, args.chunk, bounds))
     if "scipy" in methods:
         common.log("  scipy L-BFGS-B")
-        trajectories["scipy"] = run_scipy(problem, args.history_size, iterations, args.chunk)
+        trajectories["scipy"] = run_scipy(problem, args.history_size, iterations, args.chunk, bounds)
     pooled = [point["bare"] for method in configs for point in trajectories[method] if point["bare"] is not None]
     return {
         method: summarize_run(trajectory, iterations, args.chunk, pooled if method in configs else None)
@@ -368,7 +377,7 @@ def main(argv=None) -> dict:
             "photo": str(args.photo), "style": str(args.style), "sizes": args.sizes,
             "optimize_sizes": args.optimize_sizes, "iterations": iterations, "methods": methods,
             "adam_learning_rate": args.learning_rate, "history_size": args.history_size, "pooling": args.pooling,
-            "chunk": args.chunk, "repeats": args.repeats, "loss": "LossConfig.gatys()",
+            "chunk": args.chunk, "repeats": args.repeats, "loss": "LossConfig.gatys()", "bounded": not args.unbounded,
         },
         "environment": common.environment(),
         "targets": check_targets(results, max(iterations)),

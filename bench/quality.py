@@ -7,13 +7,17 @@ of the content photo, of the feed-forward output, and of L-BFGS after 50, 100 an
 and after 50 started from the content photo (a stronger one). Target: feed-forward <= noise-started
 L-BFGS-50; stretch: <= noise-started L-BFGS-100.
 
-Each L-BFGS figure is the objective of the optimizer's iterate, which is not held
-to [0, 255]; from white noise it leaves that range (docs/training.md, "Where the
-bundled models stand"). Beside it, ``..._image`` is the objective of the image the
-method delivers, the iterate clipped to [0, 255] (what `impasto stylize` writes),
-the range the feed-forward output lies in; its ratios end in ``_image``. With
+The noise and content baselines run L-BFGS unconstrained, as the papers did
+(`GatysConfig.bounded` False), and each figure is the objective of the optimizer's
+iterate, which from white noise leaves [0, 255] (docs/training.md, "Where the
+bundled models stand"). Beside it, ``..._image`` is the objective of the image that
+method delivers, the iterate clipped to [0, 255], the range the feed-forward output
+lies in; its ratios end in ``_image``. With
 ``--starts noise,content,noise_bounded``, scipy's L-BFGS-B from the same noise, held
-to [0, 255] throughout, is scored too: what a box-constrained optimizer delivers.
+to [0, 255] throughout, is scored too: what a box-constrained optimizer delivers;
+with ``noise_projected``, impasto's own L-BFGS held to [0, 255] (`GatysConfig.bounded`,
+what ``impasto stylize --method optimize`` runs), from the same noise; with
+``content_projected``, the same from the content photo (the command's default start).
 
 The L-BFGS runs depend only on the style, the loss settings, the photo and the
 size, not on the network, so ``--baseline-cache FILE`` keeps them in a JSON file
@@ -60,10 +64,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iterations", default="50,100,300", help="L-BFGS checkpoints from noise")
     parser.add_argument("--content-iterations", default="50", help="L-BFGS checkpoints from the content photo")
     parser.add_argument("--bounded-iterations", default="50,100",
-                        help="L-BFGS-B checkpoints from noise, held to [0, 255] (start noise_bounded)")
+                        help="checkpoints of the runs from noise held to [0, 255] (starts noise_bounded, "
+                             "noise_projected)")
     parser.add_argument("--max-photos", type=int, default=2, help="photos per model and size")
     parser.add_argument("--starts", default="noise,content",
-                        help="comma-separated baselines: noise, content, noise_bounded (scipy's L-BFGS-B)")
+                        help="comma-separated baselines: noise, content, noise_bounded (scipy's L-BFGS-B), "
+                             "noise_projected, content_projected (impasto's L-BFGS held to [0, 255])")
     parser.add_argument("--seed", type=int, default=0, help="seeds the white-noise start")
     parser.add_argument("--baseline-cache", default=str(REPO_ROOT / "bench/quality_baselines.json"),
                         help="JSON file that keeps L-BFGS results between runs (default: the committed one, "
@@ -84,14 +90,19 @@ def _loss_config(metadata: dict) -> LossConfig:
 
 def lbfgs_baseline(vgg, loss_config, style_image, style_size, content, checkpoints, start, seed,
                    image_objective) -> dict:
-    """The objective of L-BFGS from `start` ("noise" or "content") after each number of iterations.
+    """The objective of impasto's L-BFGS from `start` after each number of iterations.
 
     ``{start}_lbfgs_{n}`` is the objective of the iterate, ``{start}_lbfgs_{n}_image`` that of the
     image delivered at that point (the iterate clipped to [0, 255]), computed by `image_objective`.
+
+    Args:
+        start: "noise" or "content", unconstrained as in the papers, or either with "_projected", held to
+            [0, 255].
     """
     config = replace(GatysConfig(), size=max(content.shape[:2]), iterations=max(checkpoints), loss=loss_config,
                      pooling="max", style_scale=style_size / max(content.shape[:2]), report_every=min(checkpoints),
-                     optimizer=OptimizerConfig(tolerance=0.0), init=start, seed=seed)
+                     optimizer=OptimizerConfig(tolerance=0.0), init=start.removesuffix("_projected"), seed=seed,
+                     bounded=start.endswith("_projected"))
     reports = {}
     started = time.perf_counter()
     GatysStylizer(config, vgg).stylize(
@@ -175,8 +186,9 @@ that cached baselines of an earlier one are measured again, not reused. 2: the f
 def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, seed, cache) -> dict:
     """Objective values for one photo: content, feed-forward and L-BFGS from each start after each checkpoint.
 
-    `checkpoints` maps each start ("noise", "content", "noise_bounded") to its iteration counts; `cache` maps a
-    baseline's key (style, loss settings, photo, size, start, seed, checkpoints, `LBFGS_REVISION`) to its scores.
+    `checkpoints` maps each start ("noise", "content", "noise_bounded", "noise_projected", "content_projected") to
+    its iteration counts; `cache` maps a baseline's key (style, loss settings, photo, size, start, seed,
+    checkpoints, `LBFGS_REVISION`) to its scores.
     """
     loss_config = _loss_config(metadata)
     style_size = metadata["train_config"]["style_size"]
@@ -226,7 +238,8 @@ def main(argv=None) -> dict:
     names = args.models.split(",") if args.models else bundled_model_names()
     photos = held_out_photos(args.photos)[: args.max_photos]
     sizes = [int(s) for s in args.sizes.split(",")]
-    counts = {"noise": args.iterations, "content": args.content_iterations, "noise_bounded": args.bounded_iterations}
+    counts = {"noise": args.iterations, "content": args.content_iterations, "noise_bounded": args.bounded_iterations,
+              "noise_projected": args.bounded_iterations, "content_projected": args.content_iterations}
     unknown = set(args.starts.split(",")) - set(counts)
     if unknown:
         sys.exit(f"quality.py: unknown --starts {', '.join(sorted(unknown))}; choose from {', '.join(counts)}")

@@ -67,6 +67,17 @@ def test_the_bounded_baseline_descends_from_white_noise_and_reports_each_checkpo
     assert scores["noise_bounded_lbfgs_iterations_run"] == 6
 
 
+def test_the_projected_baseline_delivers_its_iterate(tiny_vgg, setting):
+    """impasto's L-BFGS held to [0, 255] (what `impasto stylize` runs): the image is the iterate, in range."""
+    metadata, content, style, objective = setting
+    seen = []
+    scores = quality.lbfgs_baseline(tiny_vgg, quality._loss_config(metadata), style, STYLE_SIZE, content, [8],
+                                    "noise_projected", 0, lambda image: seen.append(image) or objective(image))
+    assert scores["noise_projected_lbfgs_8_image"] == pytest.approx(scores["noise_projected_lbfgs_8"], rel=1e-5)
+    assert objective(white_noise(content.shape, 0)) > scores["noise_projected_lbfgs_8"]
+    assert seen[-1].min() >= 0.0 and seen[-1].max() <= 255.0
+
+
 def test_an_unknown_baseline_is_named():
     with pytest.raises(SystemExit, match="unknown --starts noise_unbounded"):
         quality.main(["--starts", "noise,noise_unbounded", "--models", "starry_night"])
