@@ -6,7 +6,7 @@ IMPASTO := $(VENV)/bin/impasto
 STAMP := $(VENV)/.installed
 OUT := out
 
-.PHONY: install demo lint test test-fast gallery clean
+.PHONY: install demo lint test test-fast gallery gallery-optimize clean
 
 install: $(STAMP)
 
@@ -68,6 +68,15 @@ gallery: $(STAMP)
 	done; done; \
 	$(PY) docs/montage.py docs/images/fast_grid.jpg --photos $(GALLERY_PHOTOS) --images-dir $(OUT)/gallery --models $$models \
 		--styles $$(for m in $$models; do echo data/samples/styles/$$m.jpg; done)
+
+# The README's optimization picture: photo, painting and `impasto stylize --method optimize` at the settings it names.
+GATYS_PHOTO := data/samples/photos/gcompris_chateau_de_chenonceau.jpg
+GATYS_STYLE := data/samples/styles/starry_night.jpg
+gallery-optimize: $(STAMP)
+	@mkdir -p $(OUT)/gallery
+	$(IMPASTO) stylize --method optimize $(GATYS_PHOTO) --style $(GATYS_STYLE) --size 512 --scales 2 --iterations 200 \
+		--out $(OUT)/gallery/gatys_result.png --no-progress
+	$(PY) docs/side_by_side.py docs/images/gatys_before_after.jpg $(GATYS_PHOTO) $(GATYS_STYLE) $(OUT)/gallery/gatys_result.png
 
 clean:
 	rm -rf $(VENV) $(OUT) build *.egg-info
