@@ -1,5 +1,6 @@
 """`impasto stylize` end to end, as a user runs it: real process, exit codes, files written or not."""
 
+import re
 import resource
 import signal
 import subprocess
@@ -39,6 +40,8 @@ def test_optimize_writes_the_image_and_snapshots(tmp_path, data_dir, tiny_vgg_fi
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert max(Image.open(out).size) == 64
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png", "out_00002.png", "out_00004.png"]
+    # No native error lines from TensorFlow (oneDNN logged one for a bool transpose in the L-BFGS bookkeeping).
+    assert not re.search(r"^[EF]\d{4} ", finished.stderr, re.MULTILINE), finished.stderr[-2000:]
 
 
 def test_fast_keeps_the_photo_size(tmp_path, data_dir, tiny_bundle):

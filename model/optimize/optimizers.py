@@ -247,8 +247,9 @@ class Lbfgs(_PixelOptimizer):
 
     def _refresh_newest(self, products: tf.Tensor, newest: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """Rewrites the newest pair's row and column of `s_dot_y` and `y_dot_y` (same values if not new)."""
-        is_row = (tf.range(self.config.history_size) == newest)[:, None]
-        is_column = tf.transpose(is_row)
+        is_newest = tf.range(self.config.history_size) == newest
+        # Two reshapes rather than a transpose: oneDNN has no bool transpose and logs an error line for it.
+        is_row, is_column = is_newest[:, None], is_newest[None, :]
         s_dot_y = tf.where(is_row, products[1, None, :, 1], tf.where(is_column, products[2, :, 0, None], self.s_dot_y))
         y_dot_y = tf.where(is_row, products[2, None, :, 1], tf.where(is_column, products[2, :, 1, None], self.y_dot_y))
         self.s_dot_y.assign(s_dot_y)
