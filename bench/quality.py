@@ -19,6 +19,11 @@ with ``noise_projected``, impasto's own L-BFGS held to [0, 255] (`GatysConfig.bo
 what ``impasto stylize --method optimize`` runs), from the same noise; with
 ``content_projected``, the same from the content photo (the command's default start).
 
+The feed-forward output and impasto's L-BFGS iterates (not scipy's) are reported term by term too
+(``feed_forward_terms``, ``noise_lbfgs_50_terms`` and the ratios ``feed_forward_over_noise_50_terms``):
+content, style and total variation, and each layer's share, to show where a network falls short of the
+optimizer.
+
 The L-BFGS runs depend only on the style, the loss settings, the photo and the
 size, not on the network, so ``--baseline-cache FILE`` keeps them in a JSON file
 and later runs (another checkpoint of the same style) reuse them.
@@ -93,7 +98,8 @@ def lbfgs_baseline(vgg, loss_config, style_image, style_size, content, checkpoin
     """The objective of impasto's L-BFGS from `start` after each number of iterations.
 
     ``{start}_lbfgs_{n}`` is the objective of the iterate, ``{start}_lbfgs_{n}_image`` that of the
-    image delivered at that point (the iterate clipped to [0, 255]), computed by `image_objective`.
+    image delivered at that point (the iterate clipped to [0, 255]), computed by `image_objective`, and
+    ``{start}_lbfgs_{n}_terms`` the iterate's terms (``LossConfig.term_names``: subtotals, then layers).
 
     Args:
         start: "noise" or "content", unconstrained as in the papers, or either with "_projected", held to
@@ -107,15 +113,16 @@ def lbfgs_baseline(vgg, loss_config, style_image, style_size, content, checkpoin
     started = time.perf_counter()
     GatysStylizer(config, vgg).stylize(
         content, [style_image],
-        on_progress=lambda p: reports.setdefault(p.iteration, (p.value, image_objective(p.image()))))
+        on_progress=lambda p: reports.setdefault(p.iteration, (p.value, image_objective(p.image()), p.terms)))
     # A call may end before the iterations a report asked for (L-BFGS stops where its line search fails), so
     # each checkpoint takes the first report at or past it; past the last report (stopped early) it has no value.
     done = sorted(reports)
     scores = {}
     for iterations in checkpoints:
-        iterate, image = next((reports[n] for n in done if n >= iterations), (None, None))
+        iterate, image, terms = next((reports[n] for n in done if n >= iterations), (None, None, None))
         scores[f"{start}_lbfgs_{iterations}"] = iterate
         scores[f"{start}_lbfgs_{iterations}_image"] = image
+        scores[f"{start}_lbfgs_{iterations}_terms"] = terms
     scores[f"{start}_lbfgs_iterations_run"] = done[-1] if done else 0
     scores[f"{start}_lbfgs_seconds"] = round(time.perf_counter() - started, 1)
     return scores
@@ -172,6 +179,11 @@ def image_value(objective):
     return lambda image: float(objective(tf.constant(image.reshape(-1)))[0])
 
 
+def image_terms(objective, term_names):
+    """`gatys_objective`'s terms as a function of an image: float32 [H, W, 3] -> {term name: value}."""
+    return lambda image: dict(zip(term_names, objective(tf.constant(image.reshape(-1)))[2].numpy().tolist()))
+
+
 def objective_function(metadata, vgg, style_image, content):
     """The Gatys objective (the model's own training loss settings) as a function of an image like `content`."""
     return image_value(gatys_objective(metadata, vgg, style_image, content))
@@ -196,7 +208,8 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
     objective = gatys_objective(metadata, vgg, style_image, content)
     value = image_value(objective)
     stylized = FastStylizer(network).stylize(content)
-    scores = {"content_photo": value(content), "feed_forward": value(stylized)}
+    scores = {"content_photo": value(content), "feed_forward": value(stylized),
+              "feed_forward_terms": image_terms(objective, loss_config.term_names)(stylized)}
     for start, counts in checkpoints.items():
         key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
                           size, start, seed, counts, LBFGS_REVISION])
@@ -211,6 +224,12 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
                 baseline = scores[f"{start}_lbfgs_{iterations}{suffix}"]
                 scores[f"feed_forward_over_{start}_{iterations}{suffix}"] = (
                     None if baseline is None else round(scores["feed_forward"] / baseline, 3))
+            # Baselines cached before terms were recorded have none: a run with other checkpoints measures afresh.
+            baseline_terms = scores.get(f"{start}_lbfgs_{iterations}_terms")
+            if baseline_terms:
+                scores[f"feed_forward_over_{start}_{iterations}_terms"] = {
+                    name: round(scores["feed_forward_terms"][name] / term, 3) if term else None
+                    for name, term in baseline_terms.items()}
     return scores
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from impasto.model import image_io
+from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.lossnet.loss_config import LossConfig
 from impasto.model.optimize.gatys import white_noise
 
@@ -76,6 +77,34 @@ def test_the_projected_baseline_delivers_its_iterate(tiny_vgg, setting):
     assert scores["noise_projected_lbfgs_8_image"] == pytest.approx(scores["noise_projected_lbfgs_8"], rel=1e-5)
     assert objective(white_noise(content.shape, 0)) > scores["noise_projected_lbfgs_8"]
     assert seen[-1].min() >= 0.0 and seen[-1].max() <= 255.0
+
+
+def _subtotals(terms):
+    return terms["content"] + terms["style"] + terms["tv"]
+
+
+def test_each_checkpoint_records_the_terms_of_its_iterate(tiny_vgg, setting):
+    metadata, *_ = setting
+    scores = _baseline(tiny_vgg, setting, [4, 8])
+    layers = [f"style/{layer}" for layer, _ in quality._loss_config(metadata).style_layers]
+    for iterations in (4, 8):
+        terms = scores[f"noise_lbfgs_{iterations}_terms"]
+        assert _subtotals(terms) == pytest.approx(scores[f"noise_lbfgs_{iterations}"], rel=1e-4)
+        assert sum(terms[layer] for layer in layers) == pytest.approx(terms["style"], rel=1e-4)
+    assert scores["noise_lbfgs_4_terms"]["style"] != pytest.approx(scores["noise_lbfgs_8_terms"]["style"], rel=1e-3)
+
+
+def test_the_feed_forward_output_is_compared_with_the_baseline_term_by_term(tiny_vgg, setting):
+    metadata, content, style, _ = setting
+    metadata = {**metadata, "style": "starry_night"}
+    scores = quality.score_photo(TransformerNet(width=0.125, seed=0), metadata, tiny_vgg, style, content,
+                                 max(content.shape[:2]), {"noise": [4]}, 0, cache={})
+    terms, baseline = scores["feed_forward_terms"], scores["noise_lbfgs_4_terms"]
+    assert list(terms) == list(quality._loss_config(metadata).term_names)
+    assert _subtotals(terms) == pytest.approx(scores["feed_forward"], rel=1e-4)
+    ratios = scores["feed_forward_over_noise_4_terms"]
+    assert ratios["style"] == pytest.approx(terms["style"] / baseline["style"], abs=1e-3)
+    assert ratios["content"] == pytest.approx(terms["content"] / baseline["content"], abs=1e-3)
 
 
 def test_an_unknown_baseline_is_named():
