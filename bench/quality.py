@@ -179,9 +179,14 @@ def image_value(objective):
     return lambda image: float(objective(tf.constant(image.reshape(-1)))[0])
 
 
-def image_terms(objective, term_names):
-    """`gatys_objective`'s terms as a function of an image: float32 [H, W, 3] -> {term name: value}."""
-    return lambda image: dict(zip(term_names, objective(tf.constant(image.reshape(-1)))[2].numpy().tolist()))
+def image_value_and_terms(objective, term_names):
+    """`gatys_objective` as a function of an image, evaluated once: float32 [H, W, 3] -> (value, {term name: value})."""
+
+    def value_and_terms(image):
+        value, _, terms = objective(tf.constant(image.reshape(-1)))
+        return float(value), dict(zip(term_names, terms.numpy().tolist()))
+
+    return value_and_terms
 
 
 def objective_function(metadata, vgg, style_image, content):
@@ -208,8 +213,8 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
     objective = gatys_objective(metadata, vgg, style_image, content)
     value = image_value(objective)
     stylized = FastStylizer(network).stylize(content)
-    scores = {"content_photo": value(content), "feed_forward": value(stylized),
-              "feed_forward_terms": image_terms(objective, loss_config.term_names)(stylized)}
+    feed_forward, feed_forward_terms = image_value_and_terms(objective, loss_config.term_names)(stylized)
+    scores = {"content_photo": value(content), "feed_forward": feed_forward, "feed_forward_terms": feed_forward_terms}
     for start, counts in checkpoints.items():
         key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
                           size, start, seed, counts, LBFGS_REVISION])
