@@ -97,7 +97,8 @@ def export_model(network: TransformerNet, metadata: dict, model_dir: str | os.Pa
             write_warmup_file(warmup_path(tmp_dir), warmup_sizes, name, warmed_signature(tflite_model))
             if tflite_model:
                 write_tflite_model(network, tmp_dir)
-            description = describe(metadata, name, version, config, source, warmup_sizes, tflite_model)
+            description = describe({**metadata, "residual_blocks": network.residual_blocks}, name, version, config,
+                                   source, warmup_sizes, tflite_model)
             metadata_text = json.dumps(description, indent=2, default=str) + "\n"
             (tmp_dir / keys.ASSETS_EXTRA / keys.METADATA_FILE).write_text(metadata_text)
             pause_for_crash_test(PAUSE_ENV, tmp_dir)
@@ -114,6 +115,7 @@ def describe(metadata: dict, name: str, version: int, config: ServingConfig, sou
         "version": version,
         "style": metadata.get("style"),
         "width": metadata.get("width"),
+        "residual_blocks": metadata.get("residual_blocks"),
         "source": source,
         "impasto_version": __version__,
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -184,6 +184,7 @@ def export_litert(network: TransformerNet, metadata: dict, out_dir: str | os.Pat
             "output": {**_PIXELS, "sizes": "the input's"},
             "operators": sorted(operators),
             "source": source, "source_weights_sha256": digest, "width": metadata.get("width"),
+            "residual_blocks": network.residual_blocks,
             "check": {**check, "bound": variant.bound(), "photos": len(calibration_images),
                       "long_side": max(calibration_images[0].shape[:2]) if calibration_images else None},
             "impasto_version": __version__,

@@ -202,6 +202,7 @@ def test_metadata_lists_the_buckets(exported, loaded):
     assert xla["bucket_sides"] == [64, 128] and len(xla["buckets"]) == 4 and xla["xla"] is True
     assert xla["target"] == "gpu" and xla["warmup_buckets"] == [[64, 64], [128, 128]]
     assert xla["max_side"] == 128 and xla["style"] == "test" and xla["version"] == 1
+    assert xla["width"] == 0.125 and xla["residual_blocks"] == 5
     noxla = json.loads((exported["noxla"] / keys.ASSETS_EXTRA / keys.METADATA_FILE).read_text())
     assert noxla["xla"] is False and noxla["model_name"] == "tiny_noxla"
     np.testing.assert_array_equal(loaded.size_buckets().numpy(), [64, 128])

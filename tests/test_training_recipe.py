@@ -95,23 +95,50 @@ def test_starting_from_a_bundle_not_a_whole_fraction_of_the_width_is_refused(tmp
     assert not checkpoints.exists() or not any(checkpoints.iterdir())
 
 
+def _grown_from_bundle(config: TrainConfig, run_dir, bundle, vgg_weights):
+    """A run of `config` started from `bundle` (wider or deeper): the trainer, the bundle's steps and history,
+    and (the grown network's output, the bundle's) on a photo."""
+    trainer = Trainer(config, load_test_image("starry_night.png"), run_dir, vgg_weights=vgg_weights,
+                      style_name="starry", init_from=bundle)
+    steps, history = trainer._initialize_from_bundle()
+    images = np.stack([load_test_image("starry_night.png")[:40, :48]]).astype(np.float32)
+    outputs = trainer.network(images).numpy(), load_network(bundle)[0](images).numpy()
+    return trainer, steps, history, outputs
+
+
 @pytest.mark.slow
 def test_a_wider_run_starts_from_a_narrow_bundle_computing_its_function_then_its_copies_part(
         tmp_path, photo_dir, tiny_vgg_weights, first_run):
-    bundle = first_run[1]
-    wider = replace(TrainConfig.tiny(), width=0.25, steps=2)
-    trainer = Trainer(wider, load_test_image("starry_night.png"), tmp_path / "wide", vgg_weights=tiny_vgg_weights,
-                      style_name="starry", init_from=bundle)
-    steps, history = trainer._initialize_from_bundle()
-    narrow, _ = load_network(bundle)
-    images = np.stack([load_test_image("starry_night.png")[:40, :48]]).astype(np.float32)
-    np.testing.assert_allclose(trainer.network(images).numpy(), narrow(images).numpy(), atol=1e-2)
+    trainer, steps, history, (grown, bundled) = _grown_from_bundle(
+        replace(TrainConfig.tiny(), width=0.25, steps=2), tmp_path / "wide", first_run[1], tiny_vgg_weights)
+    np.testing.assert_allclose(grown, bundled, atol=1e-2)
     assert steps == 2 and history[-1]["widened"] == {"from_width": 0.125, "to_width": 0.25}
     trainer.train(data.list_photos(photo_dir), show_progress=False)
     kernel = trainer.network.weights_dict()["encoder/0/kernel"]  # [9, 9, 3, 8]: channel c + 4 copies c
     assert not np.allclose(kernel[..., :4], kernel[..., 4:], atol=1e-6)
     saved = json.loads((tmp_path / "wide" / "bundle.json").read_text())
     assert saved["width"] == 0.25 and [segment["steps"] for segment in saved["segments"]] == ["0-2", "2-2", "2-4"]
+
+
+@pytest.mark.slow
+def test_a_deeper_run_starts_from_a_shallower_bundle_computing_its_function(tmp_path, photo_dir, tiny_vgg_weights,
+                                                                           first_run):
+    trainer, steps, history, (grown, bundled) = _grown_from_bundle(
+        replace(TrainConfig.tiny(), residual_blocks=6, steps=2), tmp_path / "deep", first_run[1], tiny_vgg_weights)
+    np.testing.assert_array_equal(grown, bundled)
+    assert steps == 2 and history[-1]["deepened"] == {"from_residual_blocks": 5, "to_residual_blocks": 6}
+    trainer.train(data.list_photos(photo_dir), show_progress=False)
+    assert np.any(trainer.network.residuals[5].second.scale.numpy())  # the new block has begun to contribute
+    saved = json.loads((tmp_path / "deep" / "bundle.json").read_text())
+    assert saved["residual_blocks"] == 6 and saved["segments"][-1]["recipe"]["residual_blocks"] == 6
+    assert [segment["steps"] for segment in saved["segments"]] == ["0-2", "2-2", "2-4"]
+    assert load_network(tmp_path / "deep" / "bundle.npz")[0].residual_blocks == 6
+    assert load_network(tmp_path / "deep")[0].residual_blocks == 6  # the run directory too
+    deep_bundle = tmp_path / "deep" / "bundle.npz"
+    shallower = Trainer(replace(TrainConfig.tiny(), residual_blocks=4), load_test_image("starry_night.png"),
+                        tmp_path / "shallower", vgg_weights=tiny_vgg_weights, init_from=deep_bundle)
+    with pytest.raises(InvalidInputError, match="has 6 residual blocks; this run asks for 4"):
+        shallower.train(data.list_photos(photo_dir), show_progress=False)
 
 
 @pytest.mark.slow

@@ -41,7 +41,8 @@ def mixed_precision_hint(config: TrainConfig, cpu: CpuIdentity, has_gpu: bool) -
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     config = preset(args.preset, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
-                    style_size=args.style_size, width=args.width, learning_rate=args.learning_rate,
+                    style_size=args.style_size, width=args.width, residual_blocks=args.residual_blocks,
+                    learning_rate=args.learning_rate,
                     validation_photos=args.validation_photos, mixed_precision=args.mixed_precision, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, log_every=args.log_every,
                     validate_every=args.validate_every, max_pixels=args.max_pixels, lr_schedule=args.lr_schedule,
@@ -50,7 +51,7 @@ def run(argv: list[str]) -> int:
                       "tv_weight": args.tv_weight}
     config = replace(config, loss=replace(config.loss, **{k: v for k, v in loss_overrides.items() if v is not None}))
     for name in ("steps", "batch_size", "image_size", "style_size", "checkpoint_every", "log_every", "validate_every",
-                 "max_pixels"):
+                 "max_pixels", "residual_blocks"):
         if getattr(config, name) < 1:
             raise InvalidInputError(f"--{name.replace('_', '-')} must be at least 1")
     if config.warmup_steps < 0 or not 0.0 <= config.final_lr_fraction <= 1.0:

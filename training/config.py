@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass, field, replace
 
+from impasto.model.feedforward.layout import RESIDUAL_BLOCKS
 from impasto.model.lossnet.loss_config import LossConfig
 
 
@@ -19,6 +20,8 @@ class TrainConfig:
         warmup_steps: steps of linear warm-up from 0 to ``learning_rate``.
         final_lr_fraction: with ``cosine``, the step size at ``steps`` as a fraction of the peak.
         width: transformer width multiplier.
+        residual_blocks: the transformer's residual blocks (the paper's 5; more with ``init_from`` a
+            shallower bundle appends blocks that start as the identity, `impasto.model.feedforward.deepen`).
         loss: layers and weights of the perceptual loss.
         pooling: VGG pooling for the loss network.
         mixed_precision: compute the transformer and the loss network in bfloat16, keeping the variables,
@@ -43,6 +46,7 @@ class TrainConfig:
     warmup_steps: int = 0
     final_lr_fraction: float = 0.0
     width: float = 1.0
+    residual_blocks: int = RESIDUAL_BLOCKS
     loss: LossConfig = field(default_factory=LossConfig.johnson)
     pooling: str = "max"
     mixed_precision: bool = False

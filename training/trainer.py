@@ -32,6 +32,8 @@ from tqdm import tqdm
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.bundles import BUNDLE_FORMAT, check_format, load_bundle_arrays, write_bundle
+from impasto.model.feedforward.deepen import deepen_weights, residual_block_count
+from impasto.model.feedforward.layout import RESIDUAL_BLOCKS
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.feedforward.widen import widen_weights, widening_factor
 from impasto.model.files import atomic_write_bytes
@@ -102,7 +104,8 @@ class Trainer:
         self.is_chief = _is_chief(self.strategy)
         compute_dtype = tf.bfloat16 if config.mixed_precision else tf.float32
         with self.strategy.scope(), first_replica_variables():
-            self.network = TransformerNet(width=config.width, compute_dtype=compute_dtype, seed=config.seed)
+            self.network = TransformerNet(width=config.width, residual_blocks=config.residual_blocks,
+                                          compute_dtype=compute_dtype, seed=config.seed)
             self.optimizer = Adam(self.network.trainable_variables, config.learning_rate)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         with self.strategy.scope():
@@ -136,6 +139,11 @@ class Trainer:
             if not math.isclose(saved_width, self.config.width):
                 raise InvalidInputError(f"{self.run_dir} holds a width-{saved_width} network; this run asks for "
                                         f"width {self.config.width}: use another --out or the same width")
+            saved_blocks = metadata.get("residual_blocks", RESIDUAL_BLOCKS)
+            if saved_blocks != self.config.residual_blocks:
+                raise InvalidInputError(f"{self.run_dir} holds a network of {saved_blocks} residual blocks; this run "
+                                        f"asks for {self.config.residual_blocks}: use another --out or the same "
+                                        "--residual-blocks")
         newest_first = list(reversed(self.manager.checkpoints))
         for path in newest_first:
             try:
@@ -156,11 +164,12 @@ class Trainer:
         """Loads `init_from`'s weights into the network; returns its steps and training history (segments).
 
         A bundle narrower than the run by a whole factor (width 0.5 for a width-1.0 run) is widened
-        first, computing the same function (`widen_weights`); the history records it.
+        first, and one with fewer residual blocks deepened, each computing the same function
+        (`widen_weights`, `deepen_weights`); the history records both.
 
         Raises:
-            InvalidInputError: the bundle is unreadable, or its width is neither the run's nor a
-                whole fraction of it.
+            InvalidInputError: the bundle is unreadable, its width is neither the run's nor a
+                whole fraction of it, or it has more residual blocks than the run.
         """
         arrays, metadata = load_bundle_arrays(self.init_from)
         bundle_width, steps = metadata["width"], int(metadata.get("steps", 0))
@@ -178,6 +187,17 @@ class Trainer:
             arrays = widen_weights(arrays, factor, seed=self.config.seed)
             earlier.append({"steps": f"{steps}-{steps}", "wall_seconds": 0.0, "model": metadata.get("style"),
                             "widened": {"from_width": bundle_width, "to_width": self.config.width}})
+        bundle_blocks, blocks = residual_block_count(arrays), self.config.residual_blocks
+        if bundle_blocks > blocks:
+            raise InvalidInputError(f"{self.init_from} has {bundle_blocks} residual blocks; this run asks for "
+                                    f"{blocks}, and a network is not made shallower (pass --residual-blocks "
+                                    f"{bundle_blocks})")
+        if bundle_blocks < blocks:
+            LOG.info("deepening %s from %d to %d residual blocks (the new ones start as the identity)",
+                     self.init_from, bundle_blocks, blocks)
+            arrays = deepen_weights(arrays, blocks, self.config.width, seed=self.config.seed)
+            earlier.append({"steps": f"{steps}-{steps}", "wall_seconds": 0.0, "model": metadata.get("style"),
+                            "deepened": {"from_residual_blocks": bundle_blocks, "to_residual_blocks": blocks}})
         self.network.load_weights_dict(arrays)
         return steps, earlier
 
@@ -186,7 +206,8 @@ class Trainer:
         return json.loads(path.read_text()) if path.is_file() else {}
 
     def _write_metadata(self, steps_before: int, segments: list[dict]) -> None:
-        metadata = {"format": BUNDLE_FORMAT, "width": self.config.width, "style": self.style_name,
+        metadata = {"format": BUNDLE_FORMAT, "width": self.config.width,
+                    "residual_blocks": self.config.residual_blocks, "style": self.style_name,
                     "train_config": dataclasses.asdict(self.config), "steps_before": steps_before,
                     "segments": segments}
         atomic_write_bytes(self.run_dir / "model.json", json.dumps(metadata, indent=2).encode())

@@ -1,8 +1,10 @@
 """Finds trained feed-forward networks: bundled models, training run directories, bundle files.
 
 A bundle is ``<name>.npz`` (the network's variables, stored as float16) beside
-``<name>.json`` (``format``, ``width``, ``style``, the training settings and how
-long it trained). A training run directory's ``model.json`` has the same fields.
+``<name>.json`` (``format``, ``width``, ``residual_blocks``, ``style``, the training
+settings and how long it trained; files written before the block count was recorded lack
+it and mean the paper's 5). A training run directory's ``model.json`` has the same fields.
+A bundle's network has the residual blocks its variables hold.
 Bundled models ship in ``impasto/model/bundled/``.
 """
 
@@ -15,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.deepen import residual_block_count
+from impasto.model.feedforward.layout import RESIDUAL_BLOCKS
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
 
@@ -32,7 +36,7 @@ def load_network(name_or_path: str | os.PathLike) -> tuple[TransformerNet, dict]
     """Builds a trained `TransformerNet` from a bundled name, a run directory or a bundle file.
 
     Returns:
-        (network, metadata) where metadata holds at least ``width`` and ``style``.
+        (network, metadata) where metadata holds at least ``width``, ``residual_blocks`` and ``style``.
 
     Raises:
         InvalidInputError: nothing usable by that name.
@@ -71,9 +75,9 @@ def load_bundle_arrays(name_or_path: str | os.PathLike) -> tuple[dict[str, np.nd
 
 def _load_bundle(path: Path) -> tuple[TransformerNet, dict]:
     arrays, metadata = load_bundle_arrays(path)
-    network = TransformerNet(width=metadata["width"])
+    network = TransformerNet(width=metadata["width"], residual_blocks=residual_block_count(arrays))
     network.load_weights_dict(arrays)
-    return network, metadata
+    return network, {**metadata, "residual_blocks": network.residual_blocks}
 
 
 def _load_run_dir(run_dir: Path) -> tuple[TransformerNet, dict]:
@@ -83,14 +87,16 @@ def _load_run_dir(run_dir: Path) -> tuple[TransformerNet, dict]:
         raise InvalidInputError(f"{run_dir}: not a training run directory with a checkpoint (model.json, checkpoints/)")
     metadata = json.loads(metadata_path.read_text())
     check_format(metadata, metadata_path)
-    network = TransformerNet(width=metadata["width"])
+    metadata["residual_blocks"] = metadata.get("residual_blocks", RESIDUAL_BLOCKS)
+    network = TransformerNet(width=metadata["width"], residual_blocks=metadata["residual_blocks"])
     tf.train.Checkpoint(transformer=network).restore(latest).expect_partial()
     metadata["checkpoint"] = latest
     return network, metadata
 
 
 def check_format(metadata: dict, source: Path) -> None:
-    """Refuses model metadata of another format than `BUNDLE_FORMAT`, or without a width.
+    """Refuses model metadata of another format than `BUNDLE_FORMAT`, without a width, or with a residual
+    block count that is not a positive whole number.
 
     Raises:
         InvalidInputError: naming `source`, the format found and the one expected.
@@ -100,6 +106,9 @@ def check_format(metadata: dict, source: Path) -> None:
         raise InvalidInputError(f"{source}: model format {found!r}; this impasto reads {BUNDLE_FORMAT!r}")
     if not isinstance(metadata.get("width"), int | float):
         raise InvalidInputError(f"{source}: no numeric \"width\" field")
+    blocks = metadata.get("residual_blocks", RESIDUAL_BLOCKS)
+    if isinstance(blocks, bool) or not isinstance(blocks, int) or blocks < 1:
+        raise InvalidInputError(f"{source}: \"residual_blocks\" is {blocks!r}, not a positive whole number")
 
 
 def write_bundle(network: TransformerNet, metadata: dict, path: str | os.PathLike) -> None:

@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.layout import DECODER_KERNEL, ENCODER_KERNELS, OUTPUT_KERNEL
 from impasto.model.feedforward.litert_runtime import DEFAULT_THREADS
 from impasto.model.feedforward.reference_transformer import _padded_side, _repeat_last_row_and_column
 from impasto.model.feedforward.tiled_network import tiled_stylize
-from impasto.model.feedforward.transformer import DECODER_KERNEL, ENCODER_KERNELS, OUTPUT_KERNEL
 from impasto.model.tiling import DEFAULT_TILE_SIZE
 
 STAGES = ("encode_0", "encode_1", "encode_2", "transform", "decode_0", "decode_1", "decode_2")

@@ -22,6 +22,7 @@ ReLU; the block adds its input).
 import numpy as np
 import tensorflow as tf
 
+from impasto.model.feedforward.deepen import residual_block_count
 from impasto.model.feedforward.instance_norm import EPSILON
 from impasto.model.feedforward.transformer import MIN_SIDE
 
@@ -132,7 +133,8 @@ class ReferenceTransformer(tf.Module):
         try:
             self.encoder = [conv_layer(unused, "encoder/0"), conv_layer(unused, "encoder/1", stride=2),
                             conv_layer(unused, "encoder/2", stride=2)]
-            self.residuals = [ResidualBlock(unused, f"residuals/{index}", conv_layer) for index in range(5)]
+            self.residuals = [ResidualBlock(unused, f"residuals/{index}", conv_layer)
+                              for index in range(residual_block_count(weights))]
             self.decoder = [upsample_layer(unused, f"decoder/{index}", conv_layer) for index in range(2)]
             self.output_conv = conv_layer(unused, "output_conv", normalize=False, relu=False)
         except KeyError as missing:

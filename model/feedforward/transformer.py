@@ -5,6 +5,9 @@ Layout (channel counts at width multiplier 1):
     9x9 conv 32 -> 3x3 conv 64 /2 -> 3x3 conv 128 /2 -> 5 residual blocks of 128
     -> x2 nearest resize + 3x3 conv 64 -> x2 nearest resize + 3x3 conv 32 -> 9x9 conv 3
 
+(5 residual blocks is the paper's count and the default; a network can have more, see
+`impasto.model.feedforward.deepen`.)
+
 Every conv uses reflection padding and is followed by instance normalisation
 and ReLU, except the last, whose output goes through ``255 * sigmoid``. Upsampling
 is resize-then-convolve, not transposed convolution, which avoids checkerboard
@@ -22,23 +25,16 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model.feedforward.instance_norm import Region, instance_norm, scaled_region
+from impasto.model.feedforward.layout import (
+    DECODER_KERNEL,
+    ENCODER_KERNELS,
+    OUTPUT_KERNEL,
+    RESIDUAL_BLOCKS,
+    channel_counts,
+)
 from impasto.model.feedforward.padding import edge_pad, reflect_indices
 
 MIN_SIDE = 16
-ENCODER_KERNELS = ((9, 1), (3, 2), (3, 2))
-"""(kernel size, stride) of each encoder conv."""
-DECODER_KERNEL = 3
-"""Kernel size of the conv after each x2 upsampling."""
-OUTPUT_KERNEL = 9
-"""Kernel size of the last conv, to RGB."""
-_RESIDUAL_BLOCKS = 5
-FULL_WIDTH_CHANNELS = (32, 64, 128)
-"""Channels after the first, second and third encoder conv at width multiplier 1 (the paper's)."""
-
-
-def channel_counts(width: float) -> tuple[int, int, int]:
-    """The network's three channel counts at width multiplier `width` (rounded, at least 4)."""
-    return tuple(max(4, int(round(count * width))) for count in FULL_WIDTH_CHANNELS)
 
 # How it runs fast on CPU (same variables and results as the plain layer-by-layer
 # form): every conv's bias is fused into it by oneDNN; instance norm and ReLU are
@@ -210,20 +206,24 @@ class TransformerNet(tf.Module):
 
     Args:
         width: width multiplier on every channel count (1.0 = the paper's 32/64/128).
+        residual_blocks: how many residual blocks at a quarter of the resolution (the paper's 5).
         compute_dtype: float32, or float16/bfloat16 for mixed precision (variables stay float32).
         seed: seeds the initial weights.
     """
 
-    def __init__(self, width: float = 1.0, compute_dtype=tf.float32, seed: int | None = 0, name: str = "transformer"):
+    def __init__(self, width: float = 1.0, residual_blocks: int = RESIDUAL_BLOCKS, compute_dtype=tf.float32,
+                 seed: int | None = 0, name: str = "transformer"):
         super().__init__(name=name)
+        if not isinstance(residual_blocks, int) or residual_blocks < 1:
+            raise ValueError(f"a transformer needs a positive whole number of residual blocks, not {residual_blocks!r}")
         if seed is not None:
             tf.random.set_seed(seed)
         c1, c2, c3 = channel_counts(width)
-        self.width = width
+        self.width, self.residual_blocks = width, residual_blocks
         self.compute_dtype = tf.as_dtype(compute_dtype)
         self.encoder = [_Conv(channels_in, channels_out, kernel, stride=stride) for (kernel, stride), channels_in,
                         channels_out in zip(ENCODER_KERNELS, (3, c1, c2), (c1, c2, c3), strict=True)]
-        self.residuals = [_Residual(c3) for _ in range(_RESIDUAL_BLOCKS)]
+        self.residuals = [_Residual(c3) for _ in range(residual_blocks)]
         self.decoder = [_Upsample(c3, c2), _Upsample(c2, c1)]
         self.output_conv = _Conv(c1, 3, OUTPUT_KERNEL, normalize=False, relu=False)
 
@@ -306,7 +306,8 @@ class TransformerNet(tf.Module):
         variables = _variables_by_path(self)
         missing = set(variables).symmetric_difference(arrays)
         if missing:
-            raise ValueError(f"weights do not match this network (width {self.width}): {sorted(missing)[:4]}")
+            raise ValueError(f"weights do not match this network (width {self.width}, {self.residual_blocks} residual "
+                             f"blocks): {sorted(missing)[:4]}")
         for path, variable in variables.items():
             variable.assign(np.asarray(arrays[path], dtype=np.float32))
 

@@ -19,7 +19,7 @@ the original's to float32 rounding.
 
 import numpy as np
 
-from impasto.model.feedforward.transformer import channel_counts
+from impasto.model.feedforward.layout import channel_counts
 
 RGB_LAYERS_IN = ("encoder/0/",)
 """Layers whose input is the RGB image, not hidden channels: their input is not widened."""

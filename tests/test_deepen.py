@@ -1,0 +1,72 @@
+"""Deepening a trained network (Net2DeeperNet): the same function with more residual blocks."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from impasto.model.errors import InvalidInputError
+from impasto.model.feedforward.bundles import check_format, load_bundle_arrays, load_network, write_bundle
+from impasto.model.feedforward.deepen import deepen_weights, residual_block_count
+from impasto.model.feedforward.reference_transformer import ReferenceTransformer
+from impasto.model.feedforward.transformer import TransformerNet
+
+from conftest import load_test_image
+
+
+def _photo() -> np.ndarray:
+    return load_test_image("starry_night.png")[None, :72, :88].astype(np.float32)
+
+
+def test_the_block_count_is_read_from_the_variables():
+    assert residual_block_count(load_bundle_arrays("starry_night")[0]) == 5
+    assert residual_block_count(TransformerNet(width=0.125, residual_blocks=2).weights_dict()) == 2
+    assert residual_block_count({"residuals/11/first/kernel": 0, "residuals/2/second/bias": 0}) == 12
+    assert residual_block_count({"encoder/0/kernel": 0}) == 0
+
+
+def test_a_bundled_model_deepened_stylizes_exactly_as_it_did_and_its_twin_agrees():
+    arrays, metadata = load_bundle_arrays("starry_night")
+    shallow, _ = load_network("starry_night")
+    deep = TransformerNet(width=metadata["width"], residual_blocks=7)
+    deepened = deepen_weights(arrays, 7, metadata["width"])
+    deep.load_weights_dict(deepened)
+    assert deepened["residuals/6/first/kernel"].shape == (3, 3, 128, 128)
+    np.testing.assert_array_equal(deep(_photo()).numpy(), shallow(_photo()).numpy())
+    np.testing.assert_allclose(ReferenceTransformer(deepened)(_photo()).numpy(), shallow(_photo()).numpy(),
+                               atol=2e-3)
+
+
+def test_the_new_blocks_start_at_zero_yet_learn_from_the_first_step():
+    shallow = TransformerNet(width=0.125, residual_blocks=2)
+    network = TransformerNet(width=0.125, residual_blocks=3)
+    network.load_weights_dict(deepen_weights(shallow.weights_dict(), 3, 0.125))
+    new = network.residuals[2]
+    assert not np.any(new.second.scale.numpy()) and not np.any(new.second.offset.numpy())
+    np.testing.assert_array_equal(network.residuals[1].second.scale.numpy(), shallow.residuals[1].second.scale.numpy())
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(network(_photo()[:, :32, :32]) - 128.0))
+    scale_gradient, kernel_gradient = tape.gradient(loss, [new.second.scale, new.first.kernel])
+    assert np.abs(scale_gradient.numpy()).max() > 0  # not a dead block: its closing scale moves off zero
+    assert not np.any(kernel_gradient.numpy())  # its convolutions learn once it has
+
+
+def test_a_network_is_not_made_shallower():
+    arrays = TransformerNet(width=0.125, residual_blocks=3).weights_dict()
+    with pytest.raises(ValueError, match="has 3 residual blocks; it cannot be deepened to 2"):
+        deepen_weights(arrays, 2, 0.125)
+    with pytest.raises(ValueError, match="positive whole number of residual blocks"):
+        TransformerNet(width=0.125, residual_blocks=0)
+
+
+def test_a_deeper_bundle_round_trips_with_its_block_count(tmp_path):
+    network = TransformerNet(width=0.125, residual_blocks=6, seed=3)
+    write_bundle(network, {"width": 0.125, "residual_blocks": 6, "style": "random"}, tmp_path / "deep.npz")
+    loaded, metadata = load_network(tmp_path / "deep.npz")
+    assert loaded.residual_blocks == 6 and metadata["residual_blocks"] == 6
+    np.testing.assert_allclose(loaded(_photo()).numpy(), network(_photo()).numpy(), atol=1.0)
+
+
+@pytest.mark.parametrize("blocks", [0, -1, 2.5, "seven", True])
+def test_metadata_with_a_block_count_that_is_not_a_positive_whole_number_is_refused(tmp_path, blocks):
+    with pytest.raises(InvalidInputError, match="residual_blocks"):
+        check_format({"format": "impasto-transformer/1", "width": 1.0, "residual_blocks": blocks}, tmp_path / "m.json")
