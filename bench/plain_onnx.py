@@ -59,6 +59,7 @@ def plain_onnx_model(weights: dict):
     """An ``onnx.ModelProto`` of the network of `weights`: float32 [1, H, W, 3] in [0, 255] -> the same."""
     from onnx import TensorProto, checker, helper
 
+    from impasto.model.feedforward.deepen import residual_block_count
     from impasto.model.feedforward.instance_norm import EPSILON
 
     assert EPSILON == 1e-5, "the graph's InstanceNormalization epsilon must be the network's"
@@ -69,7 +70,7 @@ def plain_onnx_model(weights: dict):
     x = graph.conv_layer(x, "encoder/0")
     x = graph.conv_layer(x, "encoder/1", stride=2)
     x = graph.conv_layer(x, "encoder/2", stride=2)
-    for index in range(5):
+    for index in range(residual_block_count(weights)):
         residual = graph.conv_layer(x, f"residuals/{index}/first")
         x = graph.node("Add", [x, graph.conv_layer(residual, f"residuals/{index}/second", relu=False)])
     scales = graph.constant("upsample_scales", np.array([1, 1, 2, 2], np.float32))

@@ -14,10 +14,10 @@ sys.path.insert(0, str(REPO_ROOT / "bench"))
 import plain_onnx  # noqa: E402  (bench/plain_onnx.py)
 
 
-@pytest.mark.parametrize("height, width", [(64, 96), (32, 48)])
-def test_plain_onnx_graph_in_onnxruntime_equals_the_reference_network(height, width):
+@pytest.mark.parametrize("height, width, blocks", [(64, 96, 5), (32, 48, 7)])
+def test_plain_onnx_graph_in_onnxruntime_equals_the_reference_network(height, width, blocks):
     pytest.importorskip("onnxruntime", reason="requirements-dev.txt installs it; `make test` always has it")
-    network = TransformerNet(width=0.25, seed=5)
+    network = TransformerNet(width=0.25, residual_blocks=blocks, seed=5)
     rng = np.random.default_rng(5)  # Every variable random, norm scales and offsets too.
     network.load_weights_dict({path: value + rng.normal(0.0, 0.3, value.shape)
                                for path, value in network.weights_dict().items()})
