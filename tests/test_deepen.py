@@ -5,7 +5,14 @@ import pytest
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.feedforward.bundles import check_format, load_bundle_arrays, load_network, write_bundle
+from impasto.model.feedforward.bundles import (
+    BUNDLED_DIR,
+    bundled_model_names,
+    check_format,
+    load_bundle_arrays,
+    load_network,
+    write_bundle,
+)
 from impasto.model.feedforward.deepen import deepen_weights, residual_block_count
 from impasto.model.feedforward.reference_transformer import ReferenceTransformer
 from impasto.model.feedforward.transformer import TransformerNet
@@ -70,3 +77,17 @@ def test_a_deeper_bundle_round_trips_with_its_block_count(tmp_path):
 def test_metadata_with_a_block_count_that_is_not_a_positive_whole_number_is_refused(tmp_path, blocks):
     with pytest.raises(InvalidInputError, match="residual_blocks"):
         check_format({"format": "impasto-transformer/1", "width": 1.0, "residual_blocks": blocks}, tmp_path / "m.json")
+
+
+
+BUNDLE_BYTES_LIMIT = 4_000_000
+"""Bundles ship inside the package: each stays under 4 MB (issue 14)."""
+
+
+def test_every_bundled_model_stays_under_4_mb_and_full_width_has_room_for_a_sixth_block(tmp_path):
+    for name in bundled_model_names():
+        assert (BUNDLED_DIR / f"{name}.npz").stat().st_size < BUNDLE_BYTES_LIMIT, name
+    write_bundle(TransformerNet(width=1.0, residual_blocks=6), {"width": 1.0, "style": "random"}, tmp_path / "6.npz")
+    assert (tmp_path / "6.npz").stat().st_size < BUNDLE_BYTES_LIMIT
+    write_bundle(TransformerNet(width=1.0, residual_blocks=7), {"width": 1.0, "style": "random"}, tmp_path / "7.npz")
+    assert (tmp_path / "7.npz").stat().st_size > BUNDLE_BYTES_LIMIT
