@@ -21,7 +21,7 @@ class TrainConfig:
         final_lr_fraction: with ``cosine``, the step size at ``steps`` as a fraction of the peak.
         width: transformer width multiplier.
         residual_blocks: the transformer's residual blocks (the paper's 5; more with ``init_from`` a
-            shallower bundle appends blocks that start as the identity, `impasto.model.feedforward.deepen`).
+            shallower bundle appends blocks that start near the identity, `impasto.model.feedforward.deepen`).
         loss: layers and weights of the perceptual loss.
         pooling: VGG pooling for the loss network.
         mixed_precision: compute the transformer and the loss network in bfloat16, keeping the variables,

@@ -24,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=float, help="network width multiplier (1.0 = the paper's network)")
     parser.add_argument("--residual-blocks", type=int, help="the network's residual blocks (default 5, the paper's); "
                                                              "with --init-from a shallower bundle, the blocks added "
-                                                             "start as the identity")
+                                                             "start near the identity")
     parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam's peak learning rate")
     parser.add_argument("--lr-schedule", choices=SCHEDULES, help="after the warm-up: constant, or cosine decay")
     parser.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up")

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.bundles import BUNDLE_FORMAT, check_format, load_bundle_arrays, write_bundle
-from impasto.model.feedforward.deepen import deepen_weights, residual_block_count
+from impasto.model.feedforward.deepen import NEW_BLOCK_AMPLITUDE, deepen_weights, residual_block_count
 from impasto.model.feedforward.layout import RESIDUAL_BLOCKS
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.feedforward.widen import widen_weights, widening_factor
@@ -164,8 +164,8 @@ class Trainer:
         """Loads `init_from`'s weights into the network; returns its steps and training history (segments).
 
         A bundle narrower than the run by a whole factor (width 0.5 for a width-1.0 run) is widened
-        first, and one with fewer residual blocks deepened, each computing the same function
-        (`widen_weights`, `deepen_weights`); the history records both.
+        first, computing the same function (`widen_weights`), and one with fewer residual blocks
+        deepened, computing nearly the same (`deepen_weights`); the history records both.
 
         Raises:
             InvalidInputError: the bundle is unreadable, its width is neither the run's nor a
@@ -193,11 +193,12 @@ class Trainer:
                                     f"{blocks}, and a network is not made shallower (pass --residual-blocks "
                                     f"{bundle_blocks})")
         if bundle_blocks < blocks:
-            LOG.info("deepening %s from %d to %d residual blocks (the new ones start as the identity)",
-                     self.init_from, bundle_blocks, blocks)
-            arrays = deepen_weights(arrays, blocks, self.config.width, seed=self.config.seed)
+            LOG.info("deepening %s from %d to %d residual blocks (copies of the last at %g of its amplitude)",
+                     self.init_from, bundle_blocks, blocks, NEW_BLOCK_AMPLITUDE)
+            arrays = deepen_weights(arrays, blocks)
             earlier.append({"steps": f"{steps}-{steps}", "wall_seconds": 0.0, "model": metadata.get("style"),
-                            "deepened": {"from_residual_blocks": bundle_blocks, "to_residual_blocks": blocks}})
+                            "deepened": {"from_residual_blocks": bundle_blocks, "to_residual_blocks": blocks,
+                                         "new_block_amplitude": NEW_BLOCK_AMPLITUDE}})
         self.network.load_weights_dict(arrays)
         return steps, earlier
 
