@@ -59,8 +59,8 @@ def plain_onnx_model(weights: dict):
     """An ``onnx.ModelProto`` of the network of `weights`: float32 [1, H, W, 3] in [0, 255] -> the same."""
     from onnx import TensorProto, checker, helper
 
-    from impasto.model.feedforward.deepen import residual_block_count
     from impasto.model.feedforward.instance_norm import EPSILON
+    from impasto.model.feedforward.layout import residual_block_count
 
     assert EPSILON == 1e-5, "the graph's InstanceNormalization epsilon must be the network's"
     graph = _GraphBuilder(weights)

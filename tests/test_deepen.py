@@ -13,7 +13,8 @@ from impasto.model.feedforward.bundles import (
     load_network,
     write_bundle,
 )
-from impasto.model.feedforward.deepen import NEW_BLOCK_AMPLITUDE, deepen_weights, residual_block_count
+from impasto.model.feedforward.deepen import NEW_BLOCK_AMPLITUDE, deepen_weights
+from impasto.model.feedforward.layout import residual_block_count
 from impasto.model.feedforward.reference_transformer import ReferenceTransformer
 from impasto.model.feedforward.transformer import TransformerNet
 

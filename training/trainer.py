@@ -32,8 +32,8 @@ from tqdm import tqdm
 from impasto.model import image_io
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.bundles import BUNDLE_FORMAT, check_format, load_bundle_arrays, write_bundle
-from impasto.model.feedforward.deepen import NEW_BLOCK_AMPLITUDE, deepen_weights, residual_block_count
-from impasto.model.feedforward.layout import RESIDUAL_BLOCKS
+from impasto.model.feedforward.deepen import NEW_BLOCK_AMPLITUDE, deepen_weights
+from impasto.model.feedforward.layout import RESIDUAL_BLOCKS, residual_block_count
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.feedforward.widen import widen_weights, widening_factor
 from impasto.model.files import atomic_write_bytes

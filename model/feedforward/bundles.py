@@ -17,8 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
-from impasto.model.feedforward.deepen import residual_block_count
-from impasto.model.feedforward.layout import RESIDUAL_BLOCKS
+from impasto.model.feedforward.layout import RESIDUAL_BLOCKS, residual_block_count
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
 

@@ -19,21 +19,14 @@ still had its scale at 0.002 after 1200 steps. `amplitude=0` still gives that
 exact identity.
 """
 
-import re
-
 import numpy as np
+
+from impasto.model.feedforward.layout import residual_block_count
 
 NEW_BLOCK_AMPLITUDE = 0.1
 """A new block's closing scale and offset, as a fraction of the last trained block's."""
 
-_RESIDUAL_PATH = re.compile(r"residuals/(\d+)/")
 _CLOSING_NORM = ("second/scale", "second/offset")
-
-
-def residual_block_count(arrays: dict[str, np.ndarray]) -> int:
-    """How many residual blocks the variables of `TransformerNet.weights_dict()` hold (0 if none)."""
-    indices = {int(found.group(1)) for path in arrays if (found := _RESIDUAL_PATH.match(path))}
-    return max(indices) + 1 if indices else 0
 
 
 def deepen_weights(arrays: dict[str, np.ndarray], residual_blocks: int,
@@ -60,9 +53,8 @@ def deepen_weights(arrays: dict[str, np.ndarray], residual_blocks: int,
         raise ValueError("the network has no residual block to copy")
     deep = {path: np.asarray(value, np.float32) for path, value in arrays.items()}
     last = f"residuals/{have - 1}/"
+    copied = {path[len(last):]: deep[path] * np.float32(amplitude if path[len(last):] in _CLOSING_NORM else 1.0)
+              for path in arrays if path.startswith(last)}
     for index in range(have, residual_blocks):
-        for path in [path for path in arrays if path.startswith(last)]:
-            suffix = path[len(last):]
-            factor = amplitude if suffix in _CLOSING_NORM else 1.0
-            deep[f"residuals/{index}/{suffix}"] = np.asarray(arrays[path], np.float32) * np.float32(factor)
+        deep.update({f"residuals/{index}/{suffix}": value.copy() for suffix, value in copied.items()})
     return deep

@@ -22,8 +22,8 @@ ReLU; the block adds its input).
 import numpy as np
 import tensorflow as tf
 
-from impasto.model.feedforward.deepen import residual_block_count
 from impasto.model.feedforward.instance_norm import EPSILON
+from impasto.model.feedforward.layout import residual_block_count
 from impasto.model.feedforward.transformer import MIN_SIDE
 
 
