@@ -144,10 +144,11 @@ def photo_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def export_network():
-    """A randomly initialised TransformerNet at width 0.125 (fixed seed)."""
+    """A randomly initialised TransformerNet at width 0.125 (fixed seed) that reads a noise channel
+    (`impasto.model.feedforward.noise_input`): the export, XLA and serving carry the fixed noise."""
     from impasto.model.feedforward.transformer import TransformerNet
 
-    return TransformerNet(width=0.125, seed=0)
+    return TransformerNet(width=0.125, seed=0, noise_channels=1)
 
 
 @pytest.fixture(scope="session")

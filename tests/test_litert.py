@@ -29,7 +29,8 @@ CALIBRATION_PHOTOS = REPO_ROOT / "data" / "samples" / "photos"
 # Every operator the export may use: all builtins. A Select TF (Flex) op would show as CUSTOM:Flex...
 BUILTIN_OPERATORS = {"ADD", "CONCATENATION", "CONV_2D", "DEPTH_TO_SPACE", "DEQUANTIZE", "FLOOR_DIV", "LOGISTIC",
                      "MAXIMUM", "MEAN", "MUL", "PACK", "QUANTIZE", "RSQRT", "SHAPE", "SQUARED_DIFFERENCE",
-                     "SQUARE", "STRIDED_SLICE", "SUB", "TILE"}
+                     "SQUARE", "STRIDED_SLICE", "SUB", "TILE",
+                     "BROADCAST_TO", "FLOOR_MOD", "GATHER", "RANGE"}  # the last four: the noise plane
 
 
 def _real_photos() -> list[np.ndarray]:
@@ -39,8 +40,13 @@ def _real_photos() -> list[np.ndarray]:
 
 @pytest.fixture(scope="module")
 def tiny_network() -> TransformerNet:
-    """Six residual blocks, not the paper's five: conversion, tiling stages and runtime take any depth."""
-    return TransformerNet(width=0.125, residual_blocks=6, seed=0)
+    """Six residual blocks, not the paper's five, and a noise channel beside the photo: conversion, tiling stages
+    and runtime take any depth and the fixed noise (`impasto.model.feedforward.noise_input`)."""
+    network = TransformerNet(width=0.125, residual_blocks=6, seed=0, noise_channels=1)
+    weights = network.weights_dict()
+    weights["encoder/0/kernel"][:, :, 3:] *= 10.0  # so that the noise shows in the picture
+    network.load_weights_dict(weights)
+    return network
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from impasto.model.feedforward.bundles import load_network
+from impasto.model.feedforward.noise_input import NOISE_PERIOD
 from impasto.model.feedforward.reference_transformer import ReferenceTransformer, reflect_pad
 from impasto.model.feedforward.transformer import TransformerNet
 
@@ -14,9 +15,9 @@ from conftest import load_test_image
 SIZES = [(64, 96), (37, 50), (13, 22)]
 
 
-def _random_network(seed: int) -> TransformerNet:
+def _random_network(seed: int, noise_channels: int = 0) -> TransformerNet:
     """A quarter-width network whose every variable (biases, norm scales and offsets too) is random."""
-    network = TransformerNet(width=0.25, seed=seed)
+    network = TransformerNet(width=0.25, seed=seed, noise_channels=noise_channels)
     rng = np.random.default_rng(seed)
     network.load_weights_dict({path: value + rng.normal(0.0, 0.3, value.shape)
                                for path, value in network.weights_dict().items()})
@@ -46,6 +47,15 @@ def test_reference_equals_fast_network_on_a_bundled_model(height, width):
     images = _photo(height, width)
     fast, plain = network(images).numpy(), reference(images).numpy()
     assert np.abs(plain - fast).max() < 0.05, np.abs(plain - fast).max()
+
+
+def test_reference_equals_fast_network_reading_noise_beyond_one_period_of_it():
+    network = _random_network(seed=2, noise_channels=2)
+    images = np.concatenate([np.random.default_rng(0).uniform(0, 255, [1, 21, NOISE_PERIOD + 30, 3])] * 2)
+    images = tf.constant(images, tf.float32)
+    fast, plain = network(images).numpy(), ReferenceTransformer(network.weights_dict())(images).numpy()
+    assert np.abs(plain - fast).max() < 0.05, np.abs(plain - fast).max()
+    np.testing.assert_array_equal(fast[0], fast[1])  # every image of a batch reads the same noise
 
 
 def test_reference_equals_fast_network_on_a_batch_in_a_function():

@@ -27,8 +27,8 @@ SEAM_RATIO_TOLERANCE = 0.002
 @pytest.fixture(scope="module")
 def random_network():
     """A small random network whose instance norms have non-trivial scales and offsets (and 3 residual blocks,
-    not the paper's 5: tiling takes any depth)."""
-    network = TransformerNet(width=0.25, residual_blocks=3, seed=1)
+    not the paper's 5, and a noise channel: tiling takes any depth, and each tile reads the noise where it lies)."""
+    network = TransformerNet(width=0.25, residual_blocks=3, seed=1, noise_channels=1)
     rng = np.random.default_rng(0)
     for variable in network.trainable_variables:
         if variable.name.startswith(("scale", "offset")):

@@ -172,6 +172,20 @@ def test_resuming_with_another_block_count_exits_2_with_a_message_and_keeps_the_
     assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == before
 
 
+def test_resuming_with_another_noise_channel_count_exits_2_with_a_message_and_keeps_the_run(
+        trained_run, tmp_path, data_dir, photo_dir, tiny_vgg_file, capsys):
+    run_dir = trained_run(tmp_path)  # Its model.json, as runs wrote it before noise was recorded: none read.
+    (run_dir / "model.json").write_text(json.dumps({"format": BUNDLE_FORMAT, "width": 0.125, "style": "great_wave"}))
+    before = sorted(path.name for path in (run_dir / "checkpoints").iterdir())
+    argv = ["--style", str(data_dir / "great_wave.png"), "--data", str(photo_dir), "--out", str(run_dir),
+            "--preset", "tiny", "--vgg-weights", str(tiny_vgg_file), "--no-progress"]
+    assert cli.run([*argv, "--noise-channels", "1"]) == 2
+    assert "reads 0 noise channels; this run asks for 1" in capsys.readouterr().err
+    assert cli.run([*argv, "--noise-channels", "-1"]) == 2
+    assert "--noise-channels must be at least 0" in capsys.readouterr().err
+    assert sorted(path.name for path in (run_dir / "checkpoints").iterdir()) == before
+
+
 def test_a_run_directory_of_another_format_is_refused(trained_run, tmp_path, tiny_vgg_weights):
     run_dir = trained_run(tmp_path)
     (run_dir / "model.json").write_text(json.dumps({"format": "impasto-transformer/2", "width": 0.125}))

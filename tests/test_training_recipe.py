@@ -145,6 +145,25 @@ def test_a_deeper_run_starts_from_a_shallower_bundle_computing_its_function(tmp_
 
 
 @pytest.mark.slow
+def test_a_run_reading_noise_starts_from_a_bundle_that_does_not_computing_its_function(tmp_path, photo_dir,
+                                                                                        tiny_vgg_weights, first_run):
+    trainer, steps, history, (grown, bundled) = _grown_from_bundle(
+        replace(TrainConfig.tiny(), noise_channels=1, steps=2), tmp_path / "noisy", first_run[1], tiny_vgg_weights)
+    np.testing.assert_allclose(grown, bundled, atol=1e-2)
+    assert steps == 2 and history[-1]["noise_added"] == {"from_noise_channels": 0, "to_noise_channels": 1}
+    trainer.train(data.list_photos(photo_dir), show_progress=False)
+    assert np.abs(trainer.network.encoder[0].kernel.numpy()[:, :, 3:]).max() > 0  # the noise taps learn
+    saved = json.loads((tmp_path / "noisy" / "bundle.json").read_text())
+    assert saved["noise_channels"] == 1 and saved["segments"][-1]["recipe"]["noise_channels"] == 1
+    assert load_network(tmp_path / "noisy" / "bundle.npz")[0].noise_channels == 1
+    assert load_network(tmp_path / "noisy")[0].noise_channels == 1  # the run directory too
+    other = Trainer(replace(TrainConfig.tiny(), steps=4), load_test_image("starry_night.png"), tmp_path / "noisy",
+                    vgg_weights=tiny_vgg_weights)
+    with pytest.raises(InvalidInputError, match="reads 1 noise channels; this run asks for 0"):
+        other.train(data.list_photos(photo_dir), show_progress=False)
+
+
+@pytest.mark.slow
 def test_a_resumed_run_keeps_its_history_and_adds_a_segment(tmp_path, photo_dir, tiny_vgg_weights, first_run):
     shutil.copytree(first_run[1].parent, tmp_path / "run")
     _train_tiny_bundle(tmp_path / "run", photo_dir, tiny_vgg_weights, steps=4)

@@ -22,6 +22,9 @@ class TrainConfig:
         width: transformer width multiplier.
         residual_blocks: the transformer's residual blocks (the paper's 5; more with ``init_from`` a
             shallower bundle appends blocks that start near the identity, `impasto.model.feedforward.deepen`).
+        noise_channels: channels of the fixed noise texture the transformer reads beside the photo
+            (`impasto.model.feedforward.noise_input`; 0 = the paper's network; with ``init_from`` a
+            bundle that reads fewer, the new channels start with zero weights).
         loss: layers and weights of the perceptual loss.
         pooling: VGG pooling for the loss network.
         mixed_precision: compute the transformer and the loss network in bfloat16, keeping the variables,
@@ -47,6 +50,7 @@ class TrainConfig:
     final_lr_fraction: float = 0.0
     width: float = 1.0
     residual_blocks: int = RESIDUAL_BLOCKS
+    noise_channels: int = 0
     loss: LossConfig = field(default_factory=LossConfig.johnson)
     pooling: str = "max"
     mixed_precision: bool = False

@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--residual-blocks", type=int, help="the network's residual blocks (default 5, the paper's); "
                                                              "with --init-from a shallower bundle, the blocks added "
                                                              "start near the identity")
+    parser.add_argument("--noise-channels", type=int, help="channels of fixed noise the network reads beside the "
+                                                            "photo (default 0, the paper's network); with "
+                                                            "--init-from, the channels added start at zero weight")
     parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam's peak learning rate")
     parser.add_argument("--lr-schedule", choices=SCHEDULES, help="after the warm-up: constant, or cosine decay")
     parser.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up")

@@ -34,6 +34,7 @@ from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.bundles import BUNDLE_FORMAT, check_format, load_bundle_arrays, write_bundle
 from impasto.model.feedforward.deepen import NEW_BLOCK_AMPLITUDE, deepen_weights
 from impasto.model.feedforward.layout import RESIDUAL_BLOCKS, residual_block_count
+from impasto.model.feedforward.noise_input import add_noise_input, noise_channel_count
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.feedforward.widen import widen_weights, widening_factor
 from impasto.model.files import atomic_write_bytes
@@ -105,7 +106,8 @@ class Trainer:
         compute_dtype = tf.bfloat16 if config.mixed_precision else tf.float32
         with self.strategy.scope(), first_replica_variables():
             self.network = TransformerNet(width=config.width, residual_blocks=config.residual_blocks,
-                                          compute_dtype=compute_dtype, seed=config.seed)
+                                          compute_dtype=compute_dtype, seed=config.seed,
+                                          noise_channels=config.noise_channels)
             self.optimizer = Adam(self.network.trainable_variables, config.learning_rate)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         with self.strategy.scope():
@@ -144,6 +146,11 @@ class Trainer:
                 raise InvalidInputError(f"{self.run_dir} holds a network of {saved_blocks} residual blocks; this run "
                                         f"asks for {self.config.residual_blocks}: use another --out or the same "
                                         "--residual-blocks")
+            saved_noise = metadata.get("noise_channels", 0)
+            if saved_noise != self.config.noise_channels:
+                raise InvalidInputError(f"{self.run_dir} holds a network that reads {saved_noise} noise channels; "
+                                        f"this run asks for {self.config.noise_channels}: use another --out or the "
+                                        "same --noise-channels")
         newest_first = list(reversed(self.manager.checkpoints))
         for path in newest_first:
             try:
@@ -199,6 +206,16 @@ class Trainer:
             earlier.append({"steps": f"{steps}-{steps}", "wall_seconds": 0.0, "model": metadata.get("style"),
                             "deepened": {"from_residual_blocks": bundle_blocks, "to_residual_blocks": blocks,
                                          "new_block_amplitude": NEW_BLOCK_AMPLITUDE}})
+        bundle_noise, noise = noise_channel_count(arrays), self.config.noise_channels
+        if bundle_noise > noise:
+            raise InvalidInputError(f"{self.init_from} reads {bundle_noise} noise channels; this run asks for {noise} "
+                                    f"(pass --noise-channels {bundle_noise})")
+        if bundle_noise < noise:
+            LOG.info("%s reads %d noise channels; the %d added start at zero weight", self.init_from, bundle_noise,
+                     noise - bundle_noise)
+            arrays = add_noise_input(arrays, noise)
+            earlier.append({"steps": f"{steps}-{steps}", "wall_seconds": 0.0, "model": metadata.get("style"),
+                            "noise_added": {"from_noise_channels": bundle_noise, "to_noise_channels": noise}})
         self.network.load_weights_dict(arrays)
         return steps, earlier
 
@@ -208,7 +225,8 @@ class Trainer:
 
     def _write_metadata(self, steps_before: int, segments: list[dict]) -> None:
         metadata = {"format": BUNDLE_FORMAT, "width": self.config.width,
-                    "residual_blocks": self.config.residual_blocks, "style": self.style_name,
+                    "residual_blocks": self.config.residual_blocks, "noise_channels": self.config.noise_channels,
+                    "style": self.style_name,
                     "train_config": dataclasses.asdict(self.config), "steps_before": steps_before,
                     "segments": segments}
         atomic_write_bytes(self.run_dir / "model.json", json.dumps(metadata, indent=2).encode())

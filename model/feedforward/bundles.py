@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.layout import RESIDUAL_BLOCKS, residual_block_count
+from impasto.model.feedforward.noise_input import noise_channel_count
 from impasto.model.feedforward.transformer import TransformerNet
 from impasto.model.files import atomic_write_bytes
 
@@ -74,9 +75,10 @@ def load_bundle_arrays(name_or_path: str | os.PathLike) -> tuple[dict[str, np.nd
 
 def _load_bundle(path: Path) -> tuple[TransformerNet, dict]:
     arrays, metadata = load_bundle_arrays(path)
-    network = TransformerNet(width=metadata["width"], residual_blocks=residual_block_count(arrays))
+    network = TransformerNet(width=metadata["width"], residual_blocks=residual_block_count(arrays),
+                             noise_channels=noise_channel_count(arrays))
     network.load_weights_dict(arrays)
-    return network, {**metadata, "residual_blocks": network.residual_blocks}
+    return network, {**metadata, "residual_blocks": network.residual_blocks, "noise_channels": network.noise_channels}
 
 
 def _load_run_dir(run_dir: Path) -> tuple[TransformerNet, dict]:
@@ -87,7 +89,9 @@ def _load_run_dir(run_dir: Path) -> tuple[TransformerNet, dict]:
     metadata = json.loads(metadata_path.read_text())
     check_format(metadata, metadata_path)
     metadata["residual_blocks"] = metadata.get("residual_blocks", RESIDUAL_BLOCKS)
-    network = TransformerNet(width=metadata["width"], residual_blocks=metadata["residual_blocks"])
+    metadata["noise_channels"] = metadata.get("noise_channels", 0)
+    network = TransformerNet(width=metadata["width"], residual_blocks=metadata["residual_blocks"],
+                             noise_channels=metadata["noise_channels"])
     tf.train.Checkpoint(transformer=network).restore(latest).expect_partial()
     metadata["checkpoint"] = latest
     return network, metadata

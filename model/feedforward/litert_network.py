@@ -226,7 +226,7 @@ class TilingStages(tf.Module):
         self.network = litert_network(weights)
 
     def encode(self, x: tf.Tensor, statistics: list, stop: int) -> tf.Tensor:
-        """Prepared tile [1, h, w, 3] -> encoder layer `stop`'s conv output, before its norm."""
+        """Prepared tile [1, h, w, 3 + noise channels] -> encoder layer `stop`'s conv output, before its norm."""
         for index, layer in enumerate(self.network.encoder):
             x = layer.convolve(x)
             if index == stop:
@@ -263,8 +263,9 @@ class TilingStages(tf.Module):
             functions[f"decode_{stop}"] = (lambda x, *s, stop=None if last else stop: self.decode(x, _pairs(s), stop),
                                            up_widths[:stop])
         concrete = {}
+        input_channels = self.network.encoder[0].kernel.shape[2]  # RGB, and the noise channels if it reads noise
         for name, (function, statistics_widths) in functions.items():
-            channels = 3 if name.startswith("encode") else widths[-1]
+            channels = input_channels if name.startswith("encode") else widths[-1]
             specs = [tf.TensorSpec([1, None, None, channels], tf.float32, name="images")]
             for index, width in enumerate(statistics_widths):
                 specs += [tf.TensorSpec([width], tf.float32, name=f"mean_{index}"),

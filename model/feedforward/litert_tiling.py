@@ -18,6 +18,7 @@ import tensorflow as tf
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.layout import DECODER_KERNEL, ENCODER_KERNELS, OUTPUT_KERNEL
 from impasto.model.feedforward.litert_runtime import DEFAULT_THREADS
+from impasto.model.feedforward.noise_input import append_noise, noise_texture
 from impasto.model.feedforward.reference_transformer import _padded_side, _repeat_last_row_and_column
 from impasto.model.feedforward.tiled_network import tiled_stylize
 from impasto.model.tiling import DEFAULT_TILE_SIZE
@@ -67,6 +68,8 @@ class LiteRTStages:
         if missing:
             raise InvalidInputError(f"{path}: not a tiling-stages file (no signatures {sorted(missing)})")
         self._runners = {name: interpreter.get_signature_runner(name) for name in STAGES}
+        noise_channels = int(self._runners["encode_0"].get_input_details()["images"]["shape_signature"][-1]) - 3
+        self._noise = tf.constant(noise_texture(noise_channels)) if noise_channels else None
         widths = [self._runners[f"encode_{index}"].get_output_details()["output"]["shape_signature"][-1]
                   for index in range(3)]
         self.encoder = [_Layer(kernel, stride, int(width)) for (kernel, stride), width in
@@ -81,9 +84,11 @@ class LiteRTStages:
         return tf.constant(self._runners[stage](**inputs)["output"])
 
     def prepare(self, images: tf.Tensor) -> tf.Tensor:
-        """As `TransformerNet.prepare`: edge-padded to multiples of 4 (>= MIN_SIDE), in [-1, 1]."""
+        """As `TransformerNet.prepare`: edge-padded to multiples of 4 (>= MIN_SIDE), in [-1, 1], the noise after
+        the RGB channels if the network reads noise."""
         height, width = tf.shape(images)[1], tf.shape(images)[2]
-        return _repeat_last_row_and_column(images, _padded_side(height), _padded_side(width)) / 127.5 - 1.0
+        prepared = _repeat_last_row_and_column(images, _padded_side(height), _padded_side(width)) / 127.5 - 1.0
+        return prepared if self._noise is None else append_noise(prepared, self._noise)
 
     def encode(self, x: tf.Tensor, statistics=(), stop: int = 2) -> tf.Tensor:
         return self._run(f"encode_{stop}", x, statistics)

@@ -14,6 +14,9 @@ nearest-neighbour x2 resize as four copies of each pixel unpacked by depth_to_sp
     9x9 conv -> 3x3 conv /2 -> 3x3 conv /2 -> 5 residual blocks
     -> x2 nearest resize + 3x3 conv -> x2 nearest resize + 3x3 conv -> 9x9 conv -> 255 * sigmoid
 
+A network trained to read noise (`impasto.model.feedforward.noise_input`) gets the
+fixed texture as extra input channels after the RGB ones, repeated over the image.
+
 Every conv is reflection-padded to keep the size; all but the last are followed
 by instance normalisation and ReLU (the second conv of a residual block has no
 ReLU; the block adds its input).
@@ -24,6 +27,7 @@ import tensorflow as tf
 
 from impasto.model.feedforward.instance_norm import EPSILON
 from impasto.model.feedforward.layout import residual_block_count
+from impasto.model.feedforward.noise_input import append_noise, noise_channel_count, noise_texture
 from impasto.model.feedforward.transformer import MIN_SIDE
 
 
@@ -141,6 +145,8 @@ class ReferenceTransformer(tf.Module):
             raise ValueError(f"not a transformer network's weights: no {missing}") from None
         if unused:
             raise ValueError(f"not a transformer network's weights: unknown {sorted(unused)[:4]}")
+        channels = noise_channel_count(weights)
+        self.noise = tf.constant(noise_texture(channels)) if channels else None  # [P, P, channels]
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         """Stylizes a batch: float32 [N, H, W, 3], RGB in [0, 255], any H, W >= 1 -> the same shape and range.
@@ -151,6 +157,8 @@ class ReferenceTransformer(tf.Module):
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         x = _repeat_last_row_and_column(images, _padded_side(height), _padded_side(width))
         x = x / 127.5 - 1.0
+        if self.noise is not None:
+            x = append_noise(x, self.noise)
         for layer in self.encoder + self.residuals + self.decoder:
             x = layer(x)
         stylized = 255.0 * tf.sigmoid(self.output_conv(x))

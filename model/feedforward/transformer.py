@@ -32,6 +32,7 @@ from impasto.model.feedforward.layout import (
     RESIDUAL_BLOCKS,
     channel_counts,
 )
+from impasto.model.feedforward.noise_input import append_noise, noise_texture
 from impasto.model.feedforward.padding import edge_pad, reflect_indices
 
 MIN_SIDE = 16
@@ -209,20 +210,25 @@ class TransformerNet(tf.Module):
         residual_blocks: how many residual blocks at a quarter of the resolution (the paper's 5).
         compute_dtype: float32, or float16/bfloat16 for mixed precision (variables stay float32).
         seed: seeds the initial weights.
+        noise_channels: channels of the fixed noise texture the first conv reads beside the RGB ones
+            (`impasto.model.feedforward.noise_input`; 0, the paper's network, reads none).
     """
 
     def __init__(self, width: float = 1.0, residual_blocks: int = RESIDUAL_BLOCKS, compute_dtype=tf.float32,
-                 seed: int | None = 0, name: str = "transformer"):
+                 seed: int | None = 0, name: str = "transformer", noise_channels: int = 0):
         super().__init__(name=name)
         if not isinstance(residual_blocks, int) or residual_blocks < 1:
             raise ValueError(f"a transformer needs a positive whole number of residual blocks, not {residual_blocks!r}")
         if seed is not None:
             tf.random.set_seed(seed)
         c1, c2, c3 = channel_counts(width)
-        self.width, self.residual_blocks = width, residual_blocks
+        if not isinstance(noise_channels, int) or noise_channels < 0:
+            raise ValueError(f"a transformer reads a whole number of noise channels, not {noise_channels!r}")
+        self.width, self.residual_blocks, self.noise_channels = width, residual_blocks, noise_channels
         self.compute_dtype = tf.as_dtype(compute_dtype)
+        self.noise = tf.constant(noise_texture(noise_channels)) if noise_channels else None  # [P, P, channels]
         self.encoder = [_Conv(channels_in, channels_out, kernel, stride=stride) for (kernel, stride), channels_in,
-                        channels_out in zip(ENCODER_KERNELS, (3, c1, c2), (c1, c2, c3), strict=True)]
+                        channels_out in zip(ENCODER_KERNELS, (3 + noise_channels, c1, c2), (c1, c2, c3), strict=True)]
         self.residuals = [_Residual(c3) for _ in range(residual_blocks)]
         self.decoder = [_Upsample(c3, c2), _Upsample(c2, c1)]
         self.output_conv = _Conv(c1, 3, OUTPUT_KERNEL, normalize=False, relu=False)
@@ -261,15 +267,17 @@ class TransformerNet(tf.Module):
     def prepare(self, images: tf.Tensor, valid_size=None) -> tf.Tensor:
         """[N, H, W, 3] in [0, 255] -> edge-padded to multiples of 4 (>= MIN_SIDE), in [-1, 1], compute dtype.
 
-        With `valid_size`, everything beyond it is replaced by the edge padding too."""
+        With `valid_size`, everything beyond it is replaced by the edge padding too. A network
+        that reads noise gets its channels after the RGB ones: [N, H', W', 3 + noise_channels]."""
         height, width = tf.shape(images)[1], tf.shape(images)[2]
         padded_height = tf.maximum(MIN_SIDE, (height + 3) // 4 * 4)
         padded_width = tf.maximum(MIN_SIDE, (width + 3) // 4 * 4)
         padded = edge_pad(images, padded_height, padded_width, valid_size)
-        return tf.cast(padded / 127.5 - 1.0, self.compute_dtype)
+        prepared = tf.cast(padded / 127.5 - 1.0, self.compute_dtype)
+        return prepared if self.noise is None else append_noise(prepared, self.noise)
 
     def encode(self, x: tf.Tensor, statistics=(), stop: int | None = None, region=None) -> tf.Tensor:
-        """Prepared [N, H, W, 3] -> [N, H/4, W/4, C3] after the encoder's third conv, norm and ReLU."""
+        """Prepared [N, H, W, 3 + noise_channels] -> [N, H/4, W/4, C3] after the encoder's third conv, norm and ReLU."""
         for index, layer in enumerate(self.encoder):
             padded = _reflect_pad(x, layer.kernel_size // 2, valid=scaled_region(region, max(1, 2 ** (index - 1))))
             x = layer.convolve(padded, layer.kernel, strides=layer.stride)
@@ -308,6 +316,10 @@ class TransformerNet(tf.Module):
         if missing:
             raise ValueError(f"weights do not match this network (width {self.width}, {self.residual_blocks} residual "
                              f"blocks): {sorted(missing)[:4]}")
+        for path, variable in variables.items():
+            if tuple(np.shape(arrays[path])) != tuple(variable.shape):
+                raise ValueError(f"weights do not match this network: {path} is {np.shape(arrays[path])}, "
+                                 f"not {tuple(variable.shape)}")
         for path, variable in variables.items():
             variable.assign(np.asarray(arrays[path], dtype=np.float32))
 
