@@ -25,6 +25,9 @@ class TrainConfig:
         noise_channels: channels of the fixed noise texture the transformer reads beside the photo
             (`impasto.model.feedforward.noise_input`; 0 = the paper's network; with ``init_from`` a
             bundle that reads fewer, the new channels start with zero weights).
+        blur_fraction: share of training crops blurred with a random Gaussian
+            (`impasto.training.data.random_crop`), so the network meets smooth, bokeh-like
+            photos; 0 = the paper's crops.
         loss: layers and weights of the perceptual loss.
         pooling: VGG pooling for the loss network.
         mixed_precision: compute the transformer and the loss network in bfloat16, keeping the variables,
@@ -51,6 +54,7 @@ class TrainConfig:
     width: float = 1.0
     residual_blocks: int = RESIDUAL_BLOCKS
     noise_channels: int = 0
+    blur_fraction: float = 0.0
     loss: LossConfig = field(default_factory=LossConfig.johnson)
     pooling: str = "max"
     mixed_precision: bool = False

@@ -1,4 +1,4 @@
-"""The photo pipeline for training: files -> decode -> random crop and flip -> batches.
+"""The photo pipeline for training: files -> decode -> random crop and flip (and blur) -> batches.
 
 Any folder of photos works (COCO train2014 is what the papers use): it is read
 recursively for .jpg/.jpeg/.png/.webp/.gif/.bmp files, decoded by
@@ -23,6 +23,13 @@ from impasto.model.errors import InvalidInputError
 from impasto.training.config import TrainConfig
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp")
+
+# Blur augmentation (`TrainConfig.blur_fraction`): a crop is blurred with a Gaussian whose standard
+# deviation, in pixels of the crop, is drawn uniformly from this range; the kernel reaches 3 of the
+# largest deviations each side.
+BLUR_SIGMA_RANGE = (1.0, 8.0)
+BLUR_RADIUS = 24
+_BLUR_SEED_SALT = 1
 
 
 def list_photos(folder: str | os.PathLike) -> list[str]:
@@ -104,13 +111,38 @@ def _drop_flag(image: tf.Tensor, ok: tf.Tensor) -> tf.Tensor:
     return image
 
 
-def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
+    """A separable Gaussian blur with mirrored edges.
+
+    Args:
+        image: float32 [H, W, C], H and W static.
+        sigma: float32 scalar, the standard deviation in pixels.
+
+    Returns:
+        float32 [H, W, C].
+    """
+    height, width, channels = image.shape
+    radius = min(BLUR_RADIUS, height - 1, width - 1)
+    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+    taps = tf.exp(-0.5 * tf.square(offsets / sigma))
+    taps = tf.tile((taps / tf.reduce_sum(taps))[:, None, None], [1, channels, 1])  # [2r+1, C, 1]
+    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]], mode="REFLECT")
+    down = tf.nn.depthwise_conv2d(padded, taps[:, None], [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(down, taps[None], [1, 1, 1, 1], "VALID")[0]
+
+
+def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor, blur_fraction: float = 0.0) -> tf.Tensor:
     """Scales the short side to `size` (times 1 to 1.2), then takes a random square crop and flip.
+
+    With `blur_fraction` > 0, that fraction of the crops is blurred (`gaussian_blur`, a deviation
+    drawn from `BLUR_SIGMA_RANGE`), so the network also learns on smooth, bokeh-like photos; the
+    crop and flip are the same as without it.
 
     Args:
         image: float32 [H, W, 3].
         size: side of the crop.
         seed: int32 [2] stateless seed.
+        blur_fraction: share of crops blurred, in [0, 1].
 
     Returns:
         float32 [size, size, 3].
@@ -121,11 +153,18 @@ def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
     new_shape = tf.cast(tf.math.ceil(shape * scale / tf.reduce_min(shape)), tf.int32)
     image = tf.image.resize(image, tf.maximum(new_shape, size), antialias=True)
     image = tf.image.stateless_random_crop(image, [size, size, 3], seeds[1])
-    return tf.clip_by_value(tf.image.stateless_random_flip_left_right(image, seeds[2]), 0.0, 255.0)
+    image = tf.image.stateless_random_flip_left_right(image, seeds[2])
+    if blur_fraction > 0.0:
+        blur_seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(
+            seed, _BLUR_SEED_SALT), 2)
+        sigma = tf.random.stateless_uniform([], blur_seeds[0], *BLUR_SIGMA_RANGE)
+        blurred = tf.random.stateless_uniform([], blur_seeds[1]) < blur_fraction
+        image = tf.cond(blurred, lambda: gaussian_blur(image, sigma), lambda: image)
+    return tf.clip_by_value(image, 0.0, 255.0)
 
 
 def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, skipped: SkippedFiles,
-                     max_pixels: int = TrainConfig.max_pixels) -> tf.data.Dataset:
+                     max_pixels: int = TrainConfig.max_pixels, blur_fraction: float = 0.0) -> tf.data.Dataset:
     """An endless, shuffled dataset of float32 [batch_size, size, size, 3] batches in [0, 255].
 
     Photos that cannot be decoded, or whose header claims more than `max_pixels` pixels, are
@@ -137,14 +176,15 @@ def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, s
     decoder = _decoder(skipped, len(set(photos)), max_pixels)
     images = paths.repeat().map(decoder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     images = images.filter(_decoded_ok).map(_drop_flag)
-    return random_crops(images, size, seed).batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    crops = random_crops(images, size, seed, blur_fraction)
+    return crops.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def random_crops(images: tf.data.Dataset, size: int, seed: int) -> tf.data.Dataset:
-    """float32 [H, W, 3] images -> float32 [size, size, 3] random crops and flips (`random_crop`), seeded."""
+def random_crops(images: tf.data.Dataset, size: int, seed: int, blur_fraction: float = 0.0) -> tf.data.Dataset:
+    """float32 [H, W, 3] images -> float32 [size, size, 3] random crops, flips and blurs (`random_crop`), seeded."""
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     return tf.data.Dataset.zip(images, seeds).map(
-        lambda image, pair: random_crop(image, size, tf.cast(pair % (2**31 - 1), tf.int32)),
+        lambda image, pair: random_crop(image, size, tf.cast(pair % (2**31 - 1), tf.int32), blur_fraction),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
 

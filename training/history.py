@@ -33,7 +33,7 @@ def segment(config, first: int, last: int, seconds: float) -> dict:
     return {"steps": f"{first}-{last}", "wall_seconds": round(seconds, 1),
             "images_per_second": round((last - first) * config.batch_size / max(seconds, 1e-9), 3),
             "recipe": {"width": config.width, "residual_blocks": config.residual_blocks,
-                       "noise_channels": config.noise_channels,
+                       "noise_channels": config.noise_channels, "blur_fraction": config.blur_fraction,
                        "image_size": config.image_size, "batch_size": config.batch_size,
                        "learning_rate": config.learning_rate, "lr_schedule": config.lr_schedule,
                        "warmup_steps": config.warmup_steps, "final_lr_fraction": config.final_lr_fraction,

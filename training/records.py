@@ -92,13 +92,14 @@ def worker_records(files: list[str], context: tf.distribute.InputContext, seed: 
 
 
 def training_dataset(files: list[str], context: tf.distribute.InputContext, size: int, global_batch_size: int,
-                     seed: int) -> tf.data.Dataset:
-    """Endless float32 [per-replica batch, size, size, 3] batches in [0, 255] of random crops and flips.
+                     seed: int, blur_fraction: float = 0.0) -> tf.data.Dataset:
+    """Endless float32 [per-replica batch, size, size, 3] batches in [0, 255] of random crops and flips
+    (`impasto.training.data.random_crop`, blurring `blur_fraction` of them).
 
     For `tf.distribute.Strategy.distribute_datasets_from_function`: `context` says which
     worker this is and how the global batch splits over its replicas.
     """
     images = worker_records(files, context, seed + context.input_pipeline_id).map(lambda record: record["image"])
-    crops = random_crops(images, size, seed + context.input_pipeline_id)
+    crops = random_crops(images, size, seed + context.input_pipeline_id, blur_fraction)
     batch = context.get_per_replica_batch_size(global_batch_size)
     return crops.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--noise-channels", type=int, help="channels of fixed noise the network reads beside the "
                                                             "photo (default 0, the paper's network); with "
                                                             "--init-from, the channels added start at zero weight")
+    parser.add_argument("--blur-fraction", type=float, help="share of training crops blurred with a random Gaussian "
+                                                             "(default 0, the paper's crops)")
     parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam's peak learning rate")
     parser.add_argument("--lr-schedule", choices=SCHEDULES, help="after the warm-up: constant, or cosine decay")
     parser.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up")

@@ -292,10 +292,11 @@ class Trainer:
         if record_files:
             iterator = iter(self.strategy.distribute_datasets_from_function(
                 lambda context: records.training_dataset(list(record_files), context, config.image_size,
-                                                         config.batch_size, config.seed + start_step)))
+                                                         config.batch_size, config.seed + start_step,
+                                                         config.blur_fraction)))
         else:
             dataset = data.training_dataset(photos, config.image_size, config.batch_size, config.seed + start_step,
-                                            skipped, config.max_pixels)
+                                            skipped, config.max_pixels, config.blur_fraction)
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             iterator = iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
