@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from impasto.model.feedforward.bundles import load_bundle_arrays, load_network, write_bundle
+from impasto.model.feedforward.litert_network import NOISE_SCALE
 from impasto.model.feedforward.noise_input import (
     NOISE_PERIOD,
     add_noise_input,
@@ -13,6 +14,7 @@ from impasto.model.feedforward.noise_input import (
     noise_plane,
     noise_texture,
 )
+from impasto.model.feedforward.reference_transformer import ReferenceTransformer
 from impasto.model.feedforward.transformer import TransformerNet
 
 from conftest import load_test_image
@@ -64,3 +66,20 @@ def test_a_network_that_reads_noise_draws_texture_on_a_flat_photo_the_same_way_e
     loaded, metadata = load_network(str(tmp_path / "noisy.npz"))
     assert loaded.noise_channels == 1 and metadata["noise_channels"] == 1
     np.testing.assert_allclose(loaded(flat).numpy(), output, atol=1.0)  # the bundle's weights are float16
+
+
+def test_the_plain_form_reads_the_texture_at_any_scale_as_the_same_function():
+    """`ReferenceTransformer(noise_scale=s)` reads the texture times s and divides the noise taps by s (the LiteRT
+    form reads it at `NOISE_SCALE`): the network's picture, in which the noise shows."""
+    network = TransformerNet(width=0.125, seed=5, noise_channels=1)
+    weights = network.weights_dict()
+    weights["encoder/0/kernel"][:, :, 3:] *= 10.0  # so that the noise shows in the picture
+    network.load_weights_dict(weights)
+    photo = load_test_image("chelsea.png")[None, :60, :76].astype(np.float32)
+    expected = network(photo).numpy()
+    for scale in (1.0, NOISE_SCALE):
+        stylized = ReferenceTransformer(weights, noise_scale=scale)(photo).numpy()
+        assert np.abs(stylized - expected).max() < 0.01, (scale, np.abs(stylized - expected).max())
+    without_noise = ReferenceTransformer(add_noise_input({**weights, "encoder/0/kernel": weights[
+        "encoder/0/kernel"][:, :, :3]}, 1))(photo).numpy()
+    assert np.abs(without_noise - expected).max() > 1.0

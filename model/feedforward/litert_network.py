@@ -26,6 +26,11 @@ in LiteRT's slow reference kernels and splits the delegated network in two.
 For full-integer quantization (int8-full), `equalize_norm_inputs` first moves each instance
 norm's input channels to a common scale: one int8 range per tensor then fits every channel.
 
+A network that reads noise (`impasto.model.feedforward.noise_input`) reads its texture times `NOISE_SCALE`
+here, its noise taps divided by it (the same function): quantized, the photo and the noise share one
+tensor before the first conv, so one int8 range; at the texture's own scale (standard normal, out to
+about +-5) that range left the photo [-1, 1] a fifth of its levels.
+
 With these, XNNPACK runs the whole network body as one partition; only the edge
 padding of odd sizes to multiples of 4 at the start (TILE) and the crop back at the
 end run outside it, on 3-channel images.
@@ -49,6 +54,9 @@ NARROW = 8
 
 BLOCK = 4
 """Pixels a side of the blocks a narrow conv runs on."""
+
+NOISE_SCALE = 0.2
+"""The LiteRT form reads the noise texture times this, near the photo's [-1, 1] (see the module docstring)."""
 
 
 class XNNPACKConvLayer(ConvLayer):
@@ -143,7 +151,7 @@ def _concat(pieces: list[tf.Tensor], axis: int) -> tf.Tensor:
 def litert_network(weights: dict) -> ReferenceTransformer:
     """The network of `weights` (a `TransformerNet.weights_dict()`) in the form the LiteRT export converts."""
     return ReferenceTransformer(weights, conv_layer=XNNPACKConvLayer, upsample_layer=XNNPACKUpsampleLayer,
-                                name="litert_transformer")
+                                name="litert_transformer", noise_scale=NOISE_SCALE)
 
 
 MIN_SPREAD = 1e-3

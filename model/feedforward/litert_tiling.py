@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
 from impasto.model.feedforward.layout import DECODER_KERNEL, ENCODER_KERNELS, OUTPUT_KERNEL
+from impasto.model.feedforward.litert_network import NOISE_SCALE
 from impasto.model.feedforward.litert_runtime import DEFAULT_THREADS
 from impasto.model.feedforward.noise_input import append_noise, noise_texture
 from impasto.model.feedforward.reference_transformer import _padded_side, _repeat_last_row_and_column
@@ -69,7 +70,7 @@ class LiteRTStages:
             raise InvalidInputError(f"{path}: not a tiling-stages file (no signatures {sorted(missing)})")
         self._runners = {name: interpreter.get_signature_runner(name) for name in STAGES}
         noise_channels = int(self._runners["encode_0"].get_input_details()["images"]["shape_signature"][-1]) - 3
-        self._noise = tf.constant(noise_texture(noise_channels)) if noise_channels else None
+        self._noise = tf.constant(noise_texture(noise_channels) * NOISE_SCALE) if noise_channels else None
         widths = [self._runners[f"encode_{index}"].get_output_details()["output"]["shape_signature"][-1]
                   for index in range(3)]
         self.encoder = [_Layer(kernel, stride, int(width)) for (kernel, stride), width in

@@ -125,16 +125,24 @@ class ReferenceTransformer(tf.Module):
         conv_layer: the class of every conv layer: `ConvLayer`, or a subclass that computes
             its padding, convolution or norm in another form (`impasto.model.feedforward.litert_network`).
         upsample_layer: the class of the decoder's layers, `UpsampleLayer` or a subclass.
+        noise_scale: a network that reads noise reads the texture times this, its noise taps divided by
+            it: the same function (the LiteRT form reads it at the photo's range, `litert_network.NOISE_SCALE`).
 
     Raises:
         ValueError: the weights are not those of a transformer network.
     """
 
     def __init__(self, weights: dict[str, np.ndarray], conv_layer: type = ConvLayer,
-                 upsample_layer: type = UpsampleLayer, name: str = "reference_transformer"):
+                 upsample_layer: type = UpsampleLayer, name: str = "reference_transformer",
+                 noise_scale: float = 1.0):
         super().__init__(name=name)
         unused = dict(weights)
         try:
+            channels = noise_channel_count(weights)
+            if channels:
+                kernel = np.array(unused["encoder/0/kernel"], np.float32)  # [9, 9, 3 + channels, C1]
+                kernel[:, :, 3:] /= noise_scale
+                unused["encoder/0/kernel"] = kernel
             self.encoder = [conv_layer(unused, "encoder/0"), conv_layer(unused, "encoder/1", stride=2),
                             conv_layer(unused, "encoder/2", stride=2)]
             self.residuals = [ResidualBlock(unused, f"residuals/{index}", conv_layer)
@@ -145,8 +153,7 @@ class ReferenceTransformer(tf.Module):
             raise ValueError(f"not a transformer network's weights: no {missing}") from None
         if unused:
             raise ValueError(f"not a transformer network's weights: unknown {sorted(unused)[:4]}")
-        channels = noise_channel_count(weights)
-        self.noise = tf.constant(noise_texture(channels)) if channels else None  # [P, P, channels]
+        self.noise = tf.constant(noise_texture(channels) * noise_scale) if channels else None  # [P, P, channels]
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         """Stylizes a batch: float32 [N, H, W, 3], RGB in [0, 255], any H, W >= 1 -> the same shape and range.
