@@ -26,7 +26,7 @@ def _photo() -> np.ndarray:
 
 
 def test_the_block_count_is_read_from_the_variables():
-    assert residual_block_count(load_bundle_arrays("starry_night")[0]) == 5
+    assert residual_block_count(load_bundle_arrays("great_wave")[0]) == 5
     assert residual_block_count(TransformerNet(width=0.125, residual_blocks=2).weights_dict()) == 2
     assert residual_block_count({"residuals/11/first/kernel": 0, "residuals/2/second/bias": 0}) == 12
     assert residual_block_count({"encoder/0/kernel": 0}) == 0
@@ -37,8 +37,8 @@ def _psnr(image: np.ndarray, reference: np.ndarray) -> float:
 
 
 def test_a_bundled_model_deepened_stylizes_nearly_as_it_did_and_exactly_at_amplitude_zero():
-    arrays, metadata = load_bundle_arrays("starry_night")
-    shallow = load_network("starry_night")[0](_photo()).numpy()
+    arrays, metadata = load_bundle_arrays("great_wave")
+    shallow = load_network("great_wave")[0](_photo()).numpy()
     for amplitude, at_least_db in ((0.0, None), (NEW_BLOCK_AMPLITUDE, 38.0)):
         deepened = deepen_weights(arrays, 6, amplitude)
         deep = TransformerNet(width=metadata["width"], residual_blocks=6)

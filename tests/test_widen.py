@@ -17,7 +17,7 @@ def test_widening_factors_are_whole_multiples_of_every_channel_count():
 
 
 def test_a_bundled_model_widened_to_full_width_stylizes_as_it_did():
-    arrays, metadata = load_bundle_arrays("starry_night")
+    arrays, metadata = load_bundle_arrays("great_wave")
     narrow = TransformerNet(width=metadata["width"])
     narrow.load_weights_dict(arrays)
     wide = TransformerNet(width=1.0)
