@@ -75,6 +75,16 @@ def add_noise_input(arrays: dict[str, np.ndarray], channels: int) -> dict[str, n
     return {**arrays, "encoder/0/kernel": np.concatenate([kernel, zeros], axis=2)}
 
 
+def scale_noise_taps(arrays: dict[str, np.ndarray], texture_scale: float) -> dict[str, np.ndarray]:
+    """`TransformerNet.weights_dict()` of the same function when the texture is read times `texture_scale`:
+    the first conv's noise taps divided by it (a network that reads no noise comes back as it was)."""
+    if not noise_channel_count(arrays):
+        return arrays
+    kernel = np.array(arrays["encoder/0/kernel"], np.float32)  # [9, 9, 3 + noise channels, C1]
+    kernel[:, :, 3:] /= texture_scale
+    return {**arrays, "encoder/0/kernel": kernel}
+
+
 def noise_channel_count(arrays) -> int:
     """How many noise channels the network whose variables are `arrays` (paths to arrays) reads."""
     return int(np.shape(arrays["encoder/0/kernel"])[2]) - 3

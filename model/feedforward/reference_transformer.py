@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from impasto.model.feedforward.instance_norm import EPSILON
 from impasto.model.feedforward.layout import residual_block_count
-from impasto.model.feedforward.noise_input import append_noise, noise_channel_count, noise_texture
+from impasto.model.feedforward.noise_input import append_noise, noise_channel_count, noise_texture, scale_noise_taps
 from impasto.model.feedforward.transformer import MIN_SIDE
 
 
@@ -136,13 +136,9 @@ class ReferenceTransformer(tf.Module):
                  upsample_layer: type = UpsampleLayer, name: str = "reference_transformer",
                  noise_scale: float = 1.0):
         super().__init__(name=name)
-        unused = dict(weights)
         try:
             channels = noise_channel_count(weights)
-            if channels:
-                kernel = np.array(unused["encoder/0/kernel"], np.float32)  # [9, 9, 3 + channels, C1]
-                kernel[:, :, 3:] /= noise_scale
-                unused["encoder/0/kernel"] = kernel
+            unused = dict(scale_noise_taps(weights, noise_scale))  # each layer pops its own; what is left is unknown
             self.encoder = [conv_layer(unused, "encoder/0"), conv_layer(unused, "encoder/1", stride=2),
                             conv_layer(unused, "encoder/2", stride=2)]
             self.residuals = [ResidualBlock(unused, f"residuals/{index}", conv_layer)
