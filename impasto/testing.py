@@ -31,6 +31,10 @@ IMPASTO_COMMAND = (sys.executable, "-m", "impasto")
 """The `impasto` command of the running Python (no path into a virtualenv)."""
 
 
+PORT_TAKEN_RESTARTS = 3
+"""How many times `ServerProcess.wait_ready` starts the server again on new ports when one was taken."""
+
+
 def free_port() -> int:
     """A TCP port that was free on 127.0.0.1 a moment ago."""
     with socket.socket() as probe:
@@ -48,26 +52,36 @@ class ServerProcess:
     """
 
     def __init__(self, args: list[str], log_path: Path, rest: bool = True):
-        self.port, self.rest_port = free_port(), (free_port() if rest else 0)
+        self.args, self.log_path, self.rest = [str(arg) for arg in args], log_path, rest
+        self._spawn()
+
+    def _spawn(self) -> None:
+        """Starts the child on ports that are free now (another process may still take one first)."""
+        self.port, self.rest_port = free_port(), (free_port() if self.rest else 0)
         self.target, self.rest_url = f"127.0.0.1:{self.port}", f"http://127.0.0.1:{self.rest_port}"
-        self.log_path = log_path
         command = [*IMPASTO_COMMAND, "serve", "--port", str(self.port),
-                   "--rest_api_port", str(self.rest_port), *map(str, args)]
-        with open(log_path, "wb") as log:  # The child keeps its own copy of the file descriptor.
+                   "--rest_api_port", str(self.rest_port), *self.args]
+        with open(self.log_path, "wb") as log:  # The child keeps its own copy of the file descriptor.
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 120.0) -> "ServerProcess":
-        """Waits for the "serving models" line.
+        """Waits for the "serving models" line, starting the server again on new ports if one was taken.
 
         Raises:
             AssertionError: the process exited or did not serve in time (with its log); it is stopped.
         """
         deadline = time.monotonic() + timeout
+        restarts_left = PORT_TAKEN_RESTARTS
         while "serving models" not in self.log():
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            exited = self.process.poll() is not None
+            if exited and restarts_left and "Address already in use" in self.log():
+                restarts_left -= 1  # Another process took a port between free_port() and the child's bind.
+                self._spawn()
+                continue
+            if exited or time.monotonic() > deadline:
                 self.stop()
                 raise AssertionError(f"impasto serve did not start (exit {self.process.returncode}):\n{self.log()}")
             time.sleep(0.1)

@@ -94,3 +94,29 @@ def test_the_cache_flag_is_found_before_tensorflow_loads():
     environ = {xla.FLAGS_VARIABLE: "--tf_xla_async_compilation=false"}
     assert xla.use_compilation_cache("/tmp", environ).endswith("--tf_xla_persistent_cache_directory=/tmp")
     assert xla.use_compilation_cache("/elsewhere", environ) == environ[xla.FLAGS_VARIABLE]  # The first one stays.
+
+
+def test_the_test_server_starts_again_on_new_ports_when_its_port_was_taken(monkeypatch, serving_version_dir, tmp_path):
+    """`ServerProcess` picks free ports before the child binds them; a port taken in between (by another
+    test process) makes the child exit with "Address already in use", and the harness starts it again."""
+    import socket
+
+    from impasto import testing
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    handed_out = iter([taken])
+    real_free_port = testing.free_port
+    monkeypatch.setattr(testing, "free_port", lambda: next(handed_out, None) or real_free_port())
+    server = testing.ServerProcess(["--model_base_path", serving_version_dir.parent, "--model_name", "tiny"],
+                                   tmp_path / "serve.log", rest=False)
+    try:
+        assert server.port == taken
+        server.wait_ready()
+        assert server.port != taken
+        assert "serving models" in server.log()
+    finally:
+        server.stop()
+        holder.close()
