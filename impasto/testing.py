@@ -77,7 +77,7 @@ class ServerProcess:
         restarts_left = PORT_TAKEN_RESTARTS
         while "serving models" not in self.log():
             exited = self.process.poll() is not None
-            if exited and restarts_left and "Address already in use" in self.log():
+            if exited and restarts_left and "cannot listen on" in self.log():  # serve's own message, gRPC or REST
                 restarts_left -= 1  # Another process took a port between free_port() and the child's bind.
                 self._spawn()
                 continue

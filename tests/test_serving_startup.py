@@ -1,12 +1,14 @@
 """`impasto serve` start-up: each export target on a server without XLA, load and warmup logging, the XLA cache."""
 
 import shutil
+import socket
 
 import grpc
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
+from impasto import testing
 from impasto.export import keys
 from impasto.export.exporter import export_model
 from impasto.export.signatures import ServingConfig
@@ -98,11 +100,7 @@ def test_the_cache_flag_is_found_before_tensorflow_loads():
 
 def test_the_test_server_starts_again_on_new_ports_when_its_port_was_taken(monkeypatch, serving_version_dir, tmp_path):
     """`ServerProcess` picks free ports before the child binds them; a port taken in between (by another
-    test process) makes the child exit with "Address already in use", and the harness starts it again."""
-    import socket
-
-    from impasto import testing
-
+    test process) makes the child exit with "cannot listen on ...", and the harness starts it again."""
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))
     holder.listen()
