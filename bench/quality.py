@@ -24,6 +24,11 @@ The feed-forward output and impasto's L-BFGS iterates (not scipy's) are reported
 content, style and total variation, and each layer's share, to show where a network falls short of the
 optimizer.
 
+Fifty iterations from white noise end in a different place for each noise (and, through the order
+of floating-point sums, on each CPU): ``--seeds 0,1,2,3`` runs every start from noise from each seed and
+reports the mean beside the first seed's figure, and the feed-forward objective over that mean
+(docs/training.md, "How far the baseline moves").
+
 The L-BFGS runs depend only on the style, the loss settings, the photo and the
 size, not on the network, so ``--baseline-cache FILE`` keeps them in a JSON file
 and later runs (another checkpoint of the same style) reuse them.
@@ -75,7 +80,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--starts", default="noise,content",
                         help="comma-separated baselines: noise, content, noise_bounded (scipy's L-BFGS-B), "
                              "noise_projected, content_projected (impasto's L-BFGS held to [0, 255])")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the white-noise start")
+    parser.add_argument("--seeds", "--seed", default="0",
+                        help="comma-separated seeds of the white-noise starts; with more than one, each noise "
+                             "baseline is also given from each seed, with their mean and the ratio to it")
     parser.add_argument("--baseline-cache", default=str(REPO_ROOT / "bench/quality_baselines.json"),
                         help="JSON file that keeps L-BFGS results between runs (default: the committed one, "
                              "which holds every bundled style on the first 2 held-out photos at 256 px)")
@@ -200,12 +207,15 @@ that cached baselines of an earlier one are measured again, not reused. 2: the f
 (the 512 px white-noise stall). 3: each checkpoint also records the objective of the delivered image."""
 
 
-def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, seed, cache) -> dict:
+def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, seeds, cache) -> dict:
     """Objective values for one photo: content, feed-forward and L-BFGS from each start after each checkpoint.
 
     `checkpoints` maps each start ("noise", "content", "noise_bounded", "noise_projected", "content_projected") to
     its iteration counts; `cache` maps a baseline's key (style, loss settings, photo, size, start, seed,
-    checkpoints, `LBFGS_REVISION`) to its scores.
+    checkpoints, `LBFGS_REVISION`) to its scores. The first of `seeds` gives the baselines' figures; with
+    more than one, each start from noise is run from every seed, and ``{start}_lbfgs_{n}_seeds`` lists its
+    objective after n iterations from each, ``..._mean`` is their mean and ``feed_forward_over_{start}_{n}_mean``
+    the feed-forward objective over that mean (starts from the content photo draw no noise and run once).
     """
     loss_config = _loss_config(metadata)
     style_size = metadata["train_config"]["style_size"]
@@ -216,14 +226,26 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
     feed_forward, feed_forward_terms = image_value_and_terms(objective, loss_config.term_names)(stylized)
     scores = {"content_photo": value(content), "feed_forward": feed_forward, "feed_forward_terms": feed_forward_terms}
     for start, counts in checkpoints.items():
-        key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
-                          size, start, seed, counts, LBFGS_REVISION])
-        if key not in cache and start == "noise_bounded":
-            cache[key] = bounded_lbfgs_baseline(objective, content, counts, seed)
-        elif key not in cache:
-            cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, counts, start, seed,
-                                        value)
-        scores.update(cache[key])
+        by_seed = []
+        for seed in seeds if start.startswith("noise") else seeds[:1]:
+            key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
+                              size, start, seed, counts, LBFGS_REVISION])
+            if key not in cache and start == "noise_bounded":
+                cache[key] = bounded_lbfgs_baseline(objective, content, counts, seed)
+            elif key not in cache:
+                cache[key] = lbfgs_baseline(vgg, loss_config, style_image, style_size, content, counts, start, seed,
+                                            value)
+            by_seed.append(cache[key])
+        scores.update(by_seed[0])
+        if len(by_seed) > 1:
+            for iterations in counts:
+                values = [baseline[f"{start}_lbfgs_{iterations}"] for baseline in by_seed]
+                scores[f"{start}_lbfgs_{iterations}_seeds"] = values
+                known = [v for v in values if v is not None]  # None: L-BFGS stopped before.
+                mean = float(np.mean(known)) if known else None
+                scores[f"{start}_lbfgs_{iterations}_mean"] = mean
+                scores[f"feed_forward_over_{start}_{iterations}_mean"] = (
+                    None if mean is None else round(scores["feed_forward"] / mean, 3))
         for iterations in counts:
             for suffix in ("", "_image"):
                 baseline = scores[f"{start}_lbfgs_{iterations}{suffix}"]
@@ -268,6 +290,7 @@ def main(argv=None) -> dict:
     if unknown:
         sys.exit(f"quality.py: unknown --starts {', '.join(sorted(unknown))}; choose from {', '.join(counts)}")
     checkpoints = {start: sorted(int(i) for i in counts[start].split(",")) for start in args.starts.split(",")}
+    seeds = [int(seed) for seed in args.seeds.split(",")]
     vgg = VggFeatures(pooling="max")
     cache = _load_cache(args.baseline_cache)
     results = {}
@@ -280,7 +303,7 @@ def main(argv=None) -> dict:
                 _log(f"{name} {size}px {photo_path.name}")
                 key = f"{name}/{size}/{photo_path.stem}"
                 results[key] = score_photo(network, metadata, vgg, style_image, image_io.load_image(photo_path), size,
-                                           checkpoints, args.seed, cache)
+                                           checkpoints, seeds, cache)
                 _log(json.dumps(results[key]))
                 if args.baseline_cache:
                     _save_cache(args.baseline_cache, cache)
@@ -289,6 +312,10 @@ def main(argv=None) -> dict:
         for suffix in ("", "_image"):
             name = f"feed_forward_over_{start}_{min(counts)}{suffix}"
             known = [r[name] for r in results.values() if r[name] is not None]  # None: L-BFGS stopped before.
+            summary[f"worst_{name}"] = max(known) if known else None
+        if len(seeds) > 1 and start.startswith("noise"):
+            name = f"feed_forward_over_{start}_{min(counts)}_mean"
+            known = [r[name] for r in results.values() if r[name] is not None]
             summary[f"worst_{name}"] = max(known) if known else None
     summary["results"] = results
     print(json.dumps(summary))

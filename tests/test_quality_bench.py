@@ -98,7 +98,7 @@ def test_the_feed_forward_output_is_compared_with_the_baseline_term_by_term(tiny
     metadata, content, style, _ = setting
     metadata = {**metadata, "style": "starry_night"}
     scores = quality.score_photo(TransformerNet(width=0.125, seed=0), metadata, tiny_vgg, style, content,
-                                 max(content.shape[:2]), {"noise": [4]}, 0, cache={})
+                                 max(content.shape[:2]), {"noise": [4]}, [0], cache={})
     terms, baseline = scores["feed_forward_terms"], scores["noise_lbfgs_4_terms"]
     assert list(terms) == list(quality._loss_config(metadata).term_names)
     assert _subtotals(terms) == pytest.approx(scores["feed_forward"], rel=1e-4)
@@ -110,3 +110,21 @@ def test_the_feed_forward_output_is_compared_with_the_baseline_term_by_term(tiny
 def test_an_unknown_baseline_is_named():
     with pytest.raises(SystemExit, match="unknown --starts noise_unbounded"):
         quality.main(["--starts", "noise,noise_unbounded", "--models", "starry_night"])
+
+
+def test_several_seeds_give_each_noise_baseline_and_the_ratio_to_their_mean(tiny_vgg, setting):
+    metadata, content, style, _ = setting
+    metadata = {**metadata, "style": "starry_night"}
+    network, cache = TransformerNet(width=0.125, seed=0), {}
+    scores = quality.score_photo(network, metadata, tiny_vgg, style, content, max(content.shape[:2]),
+                                 {"noise": [4], "content": [4]}, [0, 1], cache)
+    first = quality.score_photo(network, metadata, tiny_vgg, style, content, max(content.shape[:2]),
+                                {"noise": [4]}, [0], cache={})
+    by_seed = scores["noise_lbfgs_4_seeds"]
+    assert by_seed[0] == pytest.approx(first["noise_lbfgs_4"], rel=1e-4) == pytest.approx(scores["noise_lbfgs_4"])
+    assert by_seed[0] != pytest.approx(by_seed[1], rel=1e-4)  # Another noise, another iterate.
+    assert scores["noise_lbfgs_4_mean"] == pytest.approx(np.mean(by_seed))
+    assert scores["feed_forward_over_noise_4_mean"] == pytest.approx(
+        scores["feed_forward"] / np.mean(by_seed), abs=1e-3)
+    assert "content_lbfgs_4_seeds" not in scores  # The content start draws no noise: one run.
+    assert len(cache) == 3
