@@ -309,13 +309,10 @@ def main(argv=None) -> dict:
                     _save_cache(args.baseline_cache, cache)
     summary = {}
     for start, counts in checkpoints.items():
-        for suffix in ("", "_image"):
+        suffixes = ["", "_image"] + (["_mean"] if len(seeds) > 1 and start.startswith("noise") else [])
+        for suffix in suffixes:
             name = f"feed_forward_over_{start}_{min(counts)}{suffix}"
             known = [r[name] for r in results.values() if r[name] is not None]  # None: L-BFGS stopped before.
-            summary[f"worst_{name}"] = max(known) if known else None
-        if len(seeds) > 1 and start.startswith("noise"):
-            name = f"feed_forward_over_{start}_{min(counts)}_mean"
-            known = [r[name] for r in results.values() if r[name] is not None]
             summary[f"worst_{name}"] = max(known) if known else None
     summary["results"] = results
     print(json.dumps(summary))
