@@ -207,6 +207,11 @@ that cached baselines of an earlier one are measured again, not reused. 2: the f
 (the 512 px white-noise stall). 3: each checkpoint also records the objective of the delivered image."""
 
 
+def seeds_of_start(start: str, seeds: list[int]) -> list[int]:
+    """The seeds a baseline start runs from: every one for a start from white noise, the first otherwise."""
+    return seeds if start.startswith("noise") else seeds[:1]
+
+
 def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, seeds, cache) -> dict:
     """Objective values for one photo: content, feed-forward and L-BFGS from each start after each checkpoint.
 
@@ -227,7 +232,7 @@ def score_photo(network, metadata, vgg, style_image, photo, size, checkpoints, s
     scores = {"content_photo": value(content), "feed_forward": feed_forward, "feed_forward_terms": feed_forward_terms}
     for start, counts in checkpoints.items():
         by_seed = []
-        for seed in seeds if start.startswith("noise") else seeds[:1]:
+        for seed in seeds_of_start(start, seeds):
             key = json.dumps([metadata["style"], metadata["train_config"]["loss"], style_size, float(content.sum()),
                               size, start, seed, counts, LBFGS_REVISION])
             if key not in cache and start == "noise_bounded":
@@ -309,7 +314,7 @@ def main(argv=None) -> dict:
                     _save_cache(args.baseline_cache, cache)
     summary = {}
     for start, counts in checkpoints.items():
-        suffixes = ["", "_image"] + (["_mean"] if len(seeds) > 1 and start.startswith("noise") else [])
+        suffixes = ["", "_image"] + (["_mean"] if len(seeds_of_start(start, seeds)) > 1 else [])
         for suffix in suffixes:
             name = f"feed_forward_over_{start}_{min(counts)}{suffix}"
             known = [r[name] for r in results.values() if r[name] is not None]  # None: L-BFGS stopped before.
