@@ -38,5 +38,7 @@ def test_a_segment_has_its_steps_rate_and_recipe_and_totals_skip_untimed_ones():
     assert span(entry) == (600, 610) and entry["wall_seconds"] == 20.0
     assert entry["images_per_second"] == round(10 * config.batch_size / 20.0, 3)
     assert entry["recipe"]["schedule_steps"] == config.steps and entry["recipe"]["width"] == config.width
+    assert entry["recipe"]["image_size"] == config.image_size
+    assert entry["recipe"]["max_short_side_scale"] == config.max_short_side_scale
     assert entry["machine"] == this_cpu().key()
     assert total_wall_seconds([BUNDLE, entry, history_up_to([entry], 615)[-1]]) == 1362.2

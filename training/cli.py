@@ -43,6 +43,7 @@ def run(argv: list[str]) -> int:
     config = preset(args.preset, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
                     style_size=args.style_size, width=args.width, residual_blocks=args.residual_blocks,
                     noise_channels=args.noise_channels, blur_fraction=args.blur_fraction,
+                    max_short_side_scale=args.max_short_side_scale,
                     learning_rate=args.learning_rate,
                     validation_photos=args.validation_photos, mixed_precision=args.mixed_precision, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, log_every=args.log_every,
@@ -59,6 +60,8 @@ def run(argv: list[str]) -> int:
         raise InvalidInputError("--noise-channels must be at least 0")
     if not 0.0 <= config.blur_fraction <= 1.0:
         raise InvalidInputError("--blur-fraction must be between 0 and 1")
+    if not config.max_short_side_scale >= 1.0:
+        raise InvalidInputError("--max-short-side-scale must be at least 1")
     if config.warmup_steps < 0 or not 0.0 <= config.final_lr_fraction <= 1.0:
         raise InvalidInputError("--warmup-steps must be at least 0 and --final-lr-fraction between 0 and 1")
     hint = mixed_precision_hint(config, this_cpu(), bool(tf.config.list_physical_devices("GPU")))

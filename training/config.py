@@ -28,6 +28,9 @@ class TrainConfig:
         blur_fraction: share of training crops blurred with a random Gaussian
             (`impasto.training.data.random_crop`), so the network meets smooth, bokeh-like
             photos; 0 = the paper's crops.
+        max_short_side_scale: before its crop, a photo's short side is resized to ``image_size`` times a
+            factor drawn from [1, this] (`impasto.training.data.random_crop`): the wider the range,
+            the wider the range of scales at which the network meets a photo's objects.
         loss: layers and weights of the perceptual loss.
         pooling: VGG pooling for the loss network.
         mixed_precision: compute the transformer and the loss network in bfloat16, keeping the variables,
@@ -55,6 +58,7 @@ class TrainConfig:
     residual_blocks: int = RESIDUAL_BLOCKS
     noise_channels: int = 0
     blur_fraction: float = 0.0
+    max_short_side_scale: float = 1.2
     loss: LossConfig = field(default_factory=LossConfig.johnson)
     pooling: str = "max"
     mixed_precision: bool = False

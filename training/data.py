@@ -131,8 +131,10 @@ def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
     return tf.nn.depthwise_conv2d(down, taps[None], [1, 1, 1, 1], "VALID")[0]
 
 
-def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor, blur_fraction: float = 0.0) -> tf.Tensor:
-    """Scales the short side to `size` (times 1 to 1.2), then takes a random square crop and flip.
+def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor, blur_fraction: float = 0.0,
+                max_scale: float = TrainConfig.max_short_side_scale) -> tf.Tensor:
+    """Scales the short side to `size` times a factor drawn from [1, `max_scale`], then takes a random
+    square crop and flip.
 
     With `blur_fraction` > 0, that fraction of the crops is blurred (`gaussian_blur`, a deviation
     drawn from `BLUR_SIGMA_RANGE`), so the network also learns on smooth, bokeh-like photos; the
@@ -143,12 +145,14 @@ def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor, blur_fraction: flo
         size: side of the crop.
         seed: int32 [2] stateless seed.
         blur_fraction: share of crops blurred, in [0, 1].
+        max_scale: the largest short side, in crops (at least 1): the larger, the wider the range of
+            scales at which the crops show a photo's objects.
 
     Returns:
         float32 [size, size, 3].
     """
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    scale = tf.random.stateless_uniform([], seeds[0], 1.0, 1.2) * size
+    scale = tf.random.stateless_uniform([], seeds[0], 1.0, max_scale) * size
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     new_shape = tf.cast(tf.math.ceil(shape * scale / tf.reduce_min(shape)), tf.int32)
     image = tf.image.resize(image, tf.maximum(new_shape, size), antialias=True)
@@ -164,7 +168,8 @@ def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor, blur_fraction: flo
 
 
 def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, skipped: SkippedFiles,
-                     max_pixels: int = TrainConfig.max_pixels, blur_fraction: float = 0.0) -> tf.data.Dataset:
+                     max_pixels: int = TrainConfig.max_pixels, blur_fraction: float = 0.0,
+                     max_scale: float = TrainConfig.max_short_side_scale) -> tf.data.Dataset:
     """An endless, shuffled dataset of float32 [batch_size, size, size, 3] batches in [0, 255].
 
     Photos that cannot be decoded, or whose header claims more than `max_pixels` pixels, are
@@ -176,15 +181,17 @@ def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, s
     decoder = _decoder(skipped, len(set(photos)), max_pixels)
     images = paths.repeat().map(decoder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     images = images.filter(_decoded_ok).map(_drop_flag)
-    crops = random_crops(images, size, seed, blur_fraction)
+    crops = random_crops(images, size, seed, blur_fraction, max_scale)
     return crops.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def random_crops(images: tf.data.Dataset, size: int, seed: int, blur_fraction: float = 0.0) -> tf.data.Dataset:
+def random_crops(images: tf.data.Dataset, size: int, seed: int, blur_fraction: float = 0.0,
+                 max_scale: float = TrainConfig.max_short_side_scale) -> tf.data.Dataset:
     """float32 [H, W, 3] images -> float32 [size, size, 3] random crops, flips and blurs (`random_crop`), seeded."""
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
     return tf.data.Dataset.zip(images, seeds).map(
-        lambda image, pair: random_crop(image, size, tf.cast(pair % (2**31 - 1), tf.int32), blur_fraction),
+        lambda image, pair: random_crop(image, size, tf.cast(pair % (2**31 - 1), tf.int32), blur_fraction,
+                                        max_scale),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
 

@@ -16,6 +16,7 @@ One record is a `tf.train.Example`:
 import tensorflow as tf
 
 from impasto.model.errors import InvalidInputError
+from impasto.training.config import TrainConfig
 from impasto.training.data import random_crops
 
 RECORD_SUFFIX = ".tfrecord"
@@ -92,14 +93,16 @@ def worker_records(files: list[str], context: tf.distribute.InputContext, seed: 
 
 
 def training_dataset(files: list[str], context: tf.distribute.InputContext, size: int, global_batch_size: int,
-                     seed: int, blur_fraction: float = 0.0) -> tf.data.Dataset:
+                     seed: int, blur_fraction: float = 0.0,
+                     max_scale: float = TrainConfig.max_short_side_scale) -> tf.data.Dataset:
     """Endless float32 [per-replica batch, size, size, 3] batches in [0, 255] of random crops and flips
-    (`impasto.training.data.random_crop`, blurring `blur_fraction` of them).
+    (`impasto.training.data.random_crop`, blurring `blur_fraction` of them, short sides scaled up to
+    `max_scale` crops).
 
     For `tf.distribute.Strategy.distribute_datasets_from_function`: `context` says which
     worker this is and how the global batch splits over its replicas.
     """
     images = worker_records(files, context, seed + context.input_pipeline_id).map(lambda record: record["image"])
-    crops = random_crops(images, size, seed + context.input_pipeline_id, blur_fraction)
+    crops = random_crops(images, size, seed + context.input_pipeline_id, blur_fraction, max_scale)
     batch = context.get_per_replica_batch_size(global_batch_size)
     return crops.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
