@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "(default 0, the paper's crops)")
     parser.add_argument("--max-short-side-scale", type=float,
                         help="a photo's short side is resized to the crop size times a factor drawn from 1 to "
-                             "this before its crop (default 1.2); larger: crops show objects at more scales")
+                             f"this before its crop (default {TrainConfig.max_short_side_scale}); larger: crops "
+                             "show objects at more scales")
     parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam's peak learning rate")
     parser.add_argument("--lr-schedule", choices=SCHEDULES, help="after the warm-up: constant, or cosine decay")
     parser.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up")
