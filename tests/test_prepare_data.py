@@ -68,6 +68,8 @@ def test_two_workers_each_read_their_own_shards(shards):
     context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=0, num_replicas_in_sync=2)
     batch = next(iter(records.training_dataset(files, context, size=16, global_batch_size=4, seed=0)))
     assert batch.shape == (2, 16, 16, 3)  # Each worker's replica gets its share of the global batch.
+    shaped = records.training_dataset(files, context, size=16, global_batch_size=4, seed=0, aspects=(1.0, 16 / 9))
+    assert [tuple(b.shape) for b in shaped.take(3)] == [(2, 16, 16, 3), (2, 12, 20, 3), (2, 16, 16, 3)]
     with pytest.raises(Exception, match="one shard per worker"):
         records.worker_records(files, tf.distribute.InputContext(num_input_pipelines=4, input_pipeline_id=0), 0)
 

@@ -43,7 +43,7 @@ def run(argv: list[str]) -> int:
     config = preset(args.preset, steps=args.steps, batch_size=args.batch_size, image_size=args.image_size,
                     style_size=args.style_size, width=args.width, residual_blocks=args.residual_blocks,
                     noise_channels=args.noise_channels, blur_fraction=args.blur_fraction,
-                    max_short_side_scale=args.max_short_side_scale,
+                    max_short_side_scale=args.max_short_side_scale, crop_aspects=args.crop_aspects,
                     learning_rate=args.learning_rate,
                     validation_photos=args.validation_photos, mixed_precision=args.mixed_precision, seed=args.seed,
                     checkpoint_every=args.checkpoint_every, log_every=args.log_every,

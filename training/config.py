@@ -28,9 +28,13 @@ class TrainConfig:
         blur_fraction: share of training crops blurred with a random Gaussian
             (`impasto.training.data.random_crop`), so the network meets smooth, bokeh-like
             photos; 0 = the paper's crops.
-        max_short_side_scale: before its crop, a photo's short side is resized to ``image_size`` times a
-            factor drawn from [1, this] (`impasto.training.data.random_crop`): the wider the range,
-            the wider the range of scales at which the network meets a photo's objects.
+        max_short_side_scale: before its crop, a photo is resized to just cover the crop (a square
+            crop: its short side to ``image_size``) times a factor drawn from [1, this]
+            (`impasto.training.data.random_crop`): the wider the range, the wider the range of
+            scales at which the network meets a photo's objects.
+        crop_aspects: shapes of the training crops, width / height, each with the pixels of an
+            ``image_size`` square (`impasto.training.data.crop_shape`); batches take them in turn
+            (``(1.0, 16 / 9)``: square, then 16:9, ...). ``(1.0,)`` = the paper's square crops.
         loss: layers and weights of the perceptual loss.
         pooling: VGG pooling for the loss network.
         mixed_precision: compute the transformer and the loss network in bfloat16, keeping the variables,
@@ -59,6 +63,7 @@ class TrainConfig:
     noise_channels: int = 0
     blur_fraction: float = 0.0
     max_short_side_scale: float = 1.2
+    crop_aspects: tuple[float, ...] = (1.0,)
     loss: LossConfig = field(default_factory=LossConfig.johnson)
     pooling: str = "max"
     mixed_precision: bool = False

@@ -11,6 +11,7 @@ instead of searching forever.
 """
 
 import hashlib
+import math
 import os
 import threading
 from pathlib import Path
@@ -131,32 +132,51 @@ def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor) -> tf.Tensor:
     return tf.nn.depthwise_conv2d(down, taps[None], [1, 1, 1, 1], "VALID")[0]
 
 
-def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor, blur_fraction: float = 0.0,
-                max_scale: float = TrainConfig.max_short_side_scale) -> tf.Tensor:
-    """Scales the short side to `size` times a factor drawn from [1, `max_scale`], then takes a random
-    square crop and flip.
+def crop_shape(size: int, aspect: float) -> tuple[int, int]:
+    """(height, width) of a training crop of `aspect` (width / height) with the pixels of a `size` square.
 
-    With `blur_fraction` > 0, that fraction of the crops is blurred (`gaussian_blur`, a deviation
+    A square is `size` x `size`; other shapes have sides that are multiples of 4 (the network's
+    stride), at least 4: at 192, 16:9 gives 144 x 256 and 9:16 gives 256 x 144.
+    """
+    if aspect == 1.0:
+        return size, size
+    def nearest_multiple_of_4(side: float) -> int:
+        return max(4, math.floor(side / 4 + 0.5) * 4)
+
+    return nearest_multiple_of_4(size / math.sqrt(aspect)), nearest_multiple_of_4(size * math.sqrt(aspect))
+
+
+def random_crop(image: tf.Tensor, shape, seed: tf.Tensor, blur_fraction: float = 0.0,
+                max_scale: float = TrainConfig.max_short_side_scale) -> tf.Tensor:
+    """Resizes a photo to just cover the crop, times a factor drawn from [1, `max_scale`], then takes a
+    random crop and flip.
+
+    For a square crop the short side becomes the crop's side times the factor. With
+    `blur_fraction` > 0, that fraction of the crops is blurred (`gaussian_blur`, a deviation
     drawn from `BLUR_SIGMA_RANGE`), so the network also learns on smooth, bokeh-like photos; the
     crop and flip are the same as without it.
 
     Args:
         image: float32 [H, W, 3].
-        size: side of the crop.
+        shape: the crop's side (an int, a square), or its (height, width): ints or an int32 [2] tensor.
         seed: int32 [2] stateless seed.
         blur_fraction: share of crops blurred, in [0, 1].
-        max_scale: the largest short side, in crops (at least 1): the larger, the wider the range of
-            scales at which the crops show a photo's objects.
+        max_scale: how far past just covering the crop the photo may be enlarged (at least 1): the
+            larger, the wider the range of scales at which the crops show a photo's objects.
 
     Returns:
-        float32 [size, size, 3].
+        float32 [height, width, 3].
     """
+    if isinstance(shape, int):
+        shape = (shape, shape)
+    crop = tf.cast(tf.stack(shape) if isinstance(shape, tuple) else shape, tf.int32)
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    scale = tf.random.stateless_uniform([], seeds[0], 1.0, max_scale) * size
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    new_shape = tf.cast(tf.math.ceil(shape * scale / tf.reduce_min(shape)), tf.int32)
-    image = tf.image.resize(image, tf.maximum(new_shape, size), antialias=True)
-    image = tf.image.stateless_random_crop(image, [size, size, 3], seeds[1])
+    factor = tf.random.stateless_uniform([], seeds[0], 1.0, max_scale)
+    photo = tf.cast(tf.shape(image)[:2], tf.float32)
+    cover = tf.reduce_max(tf.cast(crop, tf.float32) / photo)
+    new_shape = tf.cast(tf.math.ceil(photo * cover * factor), tf.int32)
+    image = tf.image.resize(image, tf.maximum(new_shape, crop), antialias=True)
+    image = tf.image.stateless_random_crop(image, tf.concat([crop, [3]], axis=0), seeds[1])
     image = tf.image.stateless_random_flip_left_right(image, seeds[2])
     if blur_fraction > 0.0:
         blur_seeds = tf.random.experimental.stateless_split(tf.random.experimental.stateless_fold_in(
@@ -164,13 +184,17 @@ def random_crop(image: tf.Tensor, size: int, seed: tf.Tensor, blur_fraction: flo
         sigma = tf.random.stateless_uniform([], blur_seeds[0], *BLUR_SIGMA_RANGE)
         blurred = tf.random.stateless_uniform([], blur_seeds[1]) < blur_fraction
         image = tf.cond(blurred, lambda: gaussian_blur(image, sigma), lambda: image)
+    if isinstance(shape, tuple):
+        image = tf.ensure_shape(image, [*shape, 3])
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
 def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, skipped: SkippedFiles,
                      max_pixels: int = TrainConfig.max_pixels, blur_fraction: float = 0.0,
-                     max_scale: float = TrainConfig.max_short_side_scale) -> tf.data.Dataset:
-    """An endless, shuffled dataset of float32 [batch_size, size, size, 3] batches in [0, 255].
+                     max_scale: float = TrainConfig.max_short_side_scale,
+                     aspects: tuple[float, ...] = TrainConfig.crop_aspects) -> tf.data.Dataset:
+    """An endless, shuffled dataset of float32 [batch_size, height, width, 3] batches in [0, 255]: crops
+    of `size` x `size` pixels, each batch of one of the `aspects` in turn (`random_crops`).
 
     Photos that cannot be decoded, or whose header claims more than `max_pixels` pixels, are
     skipped and recorded in `skipped`. When every photo has failed to decode, iterating raises
@@ -181,19 +205,37 @@ def training_dataset(photos: list[str], size: int, batch_size: int, seed: int, s
     decoder = _decoder(skipped, len(set(photos)), max_pixels)
     images = paths.repeat().map(decoder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     images = images.filter(_decoded_ok).map(_drop_flag)
-    crops = random_crops(images, size, seed, blur_fraction, max_scale)
+    crops = random_crops(images, size, seed, blur_fraction, max_scale, aspects, batch_size)
     return crops.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
 def random_crops(images: tf.data.Dataset, size: int, seed: int, blur_fraction: float = 0.0,
-                 max_scale: float = TrainConfig.max_short_side_scale) -> tf.data.Dataset:
-    """float32 [H, W, 3] images -> float32 [size, size, 3] random crops, flips and blurs (`random_crop`), seeded."""
+                 max_scale: float = TrainConfig.max_short_side_scale,
+                 aspects: tuple[float, ...] = TrainConfig.crop_aspects, batch_size: int = 1) -> tf.data.Dataset:
+    """float32 [H, W, 3] images -> float32 random crops, flips and blurs (`random_crop`), seeded.
+
+    With one aspect every crop is [size, size, 3] (or that aspect's `crop_shape`). With several, the
+    crops come in runs of `batch_size`, each run of the next aspect in turn, so that batching them
+    by `batch_size` gives batches of one shape each.
+    """
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    return tf.data.Dataset.zip(images, seeds).map(
-        lambda image, pair: random_crop(image, size, tf.cast(pair % (2**31 - 1), tf.int32), blur_fraction,
-                                        max_scale),
-        num_parallel_calls=tf.data.AUTOTUNE,
+    if len(aspects) == 1:
+        shape = crop_shape(size, aspects[0])
+        return tf.data.Dataset.zip(images, seeds).map(
+            lambda image, pair: random_crop(image, shape, _stateless_seed(pair), blur_fraction, max_scale),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    shapes = tf.constant([crop_shape(size, aspect) for aspect in aspects], tf.int32)
+    return tf.data.Dataset.zip(images, seeds, tf.data.Dataset.counter()).map(
+        lambda image, pair, index: random_crop(image, shapes[(index // batch_size) % len(aspects)],
+                                               _stateless_seed(pair), blur_fraction, max_scale),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
     )
+
+
+def _stateless_seed(pair: tf.Tensor) -> tf.Tensor:
+    """int64 [2] draws of `tf.data.Dataset.random` -> an int32 [2] stateless seed."""
+    return tf.cast(pair % (2**31 - 1), tf.int32)
 
 
 def validation_batch(photos: list[str], size: int, max_pixels: int = TrainConfig.max_pixels) -> np.ndarray:

@@ -35,6 +35,7 @@ def segment(config, first: int, last: int, seconds: float) -> dict:
             "recipe": {"width": config.width, "residual_blocks": config.residual_blocks,
                        "noise_channels": config.noise_channels, "blur_fraction": config.blur_fraction,
                        "image_size": config.image_size, "max_short_side_scale": config.max_short_side_scale,
+                       "crop_aspects": list(config.crop_aspects),
                        "batch_size": config.batch_size,
                        "learning_rate": config.learning_rate, "lr_schedule": config.lr_schedule,
                        "warmup_steps": config.warmup_steps, "final_lr_fraction": config.final_lr_fraction,

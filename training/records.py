@@ -94,15 +94,16 @@ def worker_records(files: list[str], context: tf.distribute.InputContext, seed: 
 
 def training_dataset(files: list[str], context: tf.distribute.InputContext, size: int, global_batch_size: int,
                      seed: int, blur_fraction: float = 0.0,
-                     max_scale: float = TrainConfig.max_short_side_scale) -> tf.data.Dataset:
-    """Endless float32 [per-replica batch, size, size, 3] batches in [0, 255] of random crops and flips
+                     max_scale: float = TrainConfig.max_short_side_scale,
+                     aspects: tuple[float, ...] = TrainConfig.crop_aspects) -> tf.data.Dataset:
+    """Endless float32 [per-replica batch, height, width, 3] batches in [0, 255] of random crops and flips
     (`impasto.training.data.random_crop`, blurring `blur_fraction` of them, short sides scaled up to
-    `max_scale` crops).
+    `max_scale` crops), each batch of one of the `aspects` in turn (`impasto.training.data.random_crops`).
 
     For `tf.distribute.Strategy.distribute_datasets_from_function`: `context` says which
     worker this is and how the global batch splits over its replicas.
     """
     images = worker_records(files, context, seed + context.input_pipeline_id).map(lambda record: record["image"])
-    crops = random_crops(images, size, seed + context.input_pipeline_id, blur_fraction, max_scale)
     batch = context.get_per_replica_batch_size(global_batch_size)
+    crops = random_crops(images, size, seed + context.input_pipeline_id, blur_fraction, max_scale, aspects, batch)
     return crops.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a photo's short side is resized to the crop size times a factor drawn from 1 to "
                              f"this before its crop (default {TrainConfig.max_short_side_scale}); larger: crops "
                              "show objects at more scales")
+    parser.add_argument("--crop-aspects", type=_aspects, metavar="W:H,...",
+                        help="shapes of the training crops, each with the crop size's pixels, taken by batches in "
+                             "turn: '1,16:9' = square, then 16:9 (default 1, square)")
     parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam's peak learning rate")
     parser.add_argument("--lr-schedule", choices=SCHEDULES, help="after the warm-up: constant, or cosine decay")
     parser.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up")
@@ -57,3 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--vgg-weights", help="loss-network weights: imagenet, torchvision, or a .h5/.npz file")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+def _aspects(text: str) -> tuple[float, ...]:
+    """'1,16:9,9:16' -> (1.0, 1.777..., 0.5625): crop shapes as width / height, each positive."""
+    aspects = []
+    for item in text.split(","):
+        width, colon, height = item.strip().partition(":")
+        try:
+            aspect = float(width) / (float(height) if colon else 1.0)
+        except (ValueError, ZeroDivisionError):
+            raise argparse.ArgumentTypeError(f"{item.strip()!r} is not an aspect: give W:H or a number, "
+                                             "e.g. '1,16:9'") from None
+        if not 0.0 < aspect < float("inf"):
+            raise argparse.ArgumentTypeError(f"aspect {item.strip()!r} must be positive and finite")
+        aspects.append(aspect)
+    return tuple(aspects)

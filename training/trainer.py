@@ -293,11 +293,12 @@ class Trainer:
             iterator = iter(self.strategy.distribute_datasets_from_function(
                 lambda context: records.training_dataset(list(record_files), context, config.image_size,
                                                          config.batch_size, config.seed + start_step,
-                                                         config.blur_fraction, config.max_short_side_scale)))
+                                                         config.blur_fraction, config.max_short_side_scale,
+                                                         config.crop_aspects)))
         else:
             dataset = data.training_dataset(photos, config.image_size, config.batch_size, config.seed + start_step,
                                             skipped, config.max_pixels, config.blur_fraction,
-                                            config.max_short_side_scale)
+                                            config.max_short_side_scale, config.crop_aspects)
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
             iterator = iter(self.strategy.experimental_distribute_dataset(dataset.with_options(options)))
