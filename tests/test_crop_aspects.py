@@ -40,10 +40,11 @@ def test_a_wide_crop_of_a_wide_photo_at_scale_one_shows_its_whole_width():
     assert square[:, :, 0].max() - square[:, :, 0].min() < 0.6 * 255.0
 
 
-def test_batches_take_the_shapes_in_turn(photo_dir):
+@pytest.mark.parametrize("blur_fraction", [0.0, 1.0])
+def test_batches_take_the_shapes_in_turn(photo_dir, blur_fraction):
     photos = data.list_photos(photo_dir)
     batches = data.training_dataset(photos, size=24, batch_size=2, seed=0, skipped=data.SkippedFiles(),
-                                    aspects=(1.0, 16 / 9, 9 / 16))
+                                    blur_fraction=blur_fraction, aspects=(1.0, 16 / 9, 9 / 16))
     shapes = [tuple(batch.shape) for batch in batches.take(6)]
     assert shapes == [(2, 24, 24, 3), (2, 20, 32, 3), (2, 32, 20, 3)] * 2
 
@@ -56,7 +57,7 @@ def test_one_aspect_keeps_the_static_shape(photo_dir):
 
 @pytest.mark.slow
 def test_training_on_two_shapes_runs_and_records_them(tmp_path, photo_dir, tiny_vgg_weights):
-    config = replace(TrainConfig.tiny(), crop_aspects=(1.0, 16 / 9), noise_channels=1)
+    config = replace(TrainConfig.tiny(), crop_aspects=(1.0, 16 / 9), noise_channels=1, blur_fraction=0.5)
     photos, validation = data.split_validation(data.list_photos(photo_dir), 2)
     trainer = Trainer(config, load_test_image("starry_night.png"), tmp_path / "run", vgg_weights=tiny_vgg_weights)
     result = trainer.train(photos, validation, show_progress=False)

@@ -146,7 +146,7 @@ def crop_shape(size: int, aspect: float) -> tuple[int, int]:
     return nearest_multiple_of_4(size / math.sqrt(aspect)), nearest_multiple_of_4(size * math.sqrt(aspect))
 
 
-def random_crop(image: tf.Tensor, shape, seed: tf.Tensor, blur_fraction: float = 0.0,
+def random_crop(image: tf.Tensor, shape: int | tuple[int, int], seed: tf.Tensor, blur_fraction: float = 0.0,
                 max_scale: float = TrainConfig.max_short_side_scale) -> tf.Tensor:
     """Resizes a photo to just cover the crop, times a factor drawn from [1, `max_scale`], then takes a
     random crop and flip.
@@ -158,7 +158,7 @@ def random_crop(image: tf.Tensor, shape, seed: tf.Tensor, blur_fraction: float =
 
     Args:
         image: float32 [H, W, 3].
-        shape: the crop's side (an int, a square), or its (height, width): ints or an int32 [2] tensor.
+        shape: the crop's side (a square), or its (height, width).
         seed: int32 [2] stateless seed.
         blur_fraction: share of crops blurred, in [0, 1].
         max_scale: how far past just covering the crop the photo may be enlarged (at least 1): the
@@ -167,9 +167,7 @@ def random_crop(image: tf.Tensor, shape, seed: tf.Tensor, blur_fraction: float =
     Returns:
         float32 [height, width, 3].
     """
-    if isinstance(shape, int):
-        shape = (shape, shape)
-    crop = tf.cast(tf.stack(shape) if isinstance(shape, tuple) else shape, tf.int32)
+    crop = tf.constant((shape, shape) if isinstance(shape, int) else shape, tf.int32)
     seeds = tf.random.experimental.stateless_split(seed, 3)
     factor = tf.random.stateless_uniform([], seeds[0], 1.0, max_scale)
     photo = tf.cast(tf.shape(image)[:2], tf.float32)
@@ -184,8 +182,6 @@ def random_crop(image: tf.Tensor, shape, seed: tf.Tensor, blur_fraction: float =
         sigma = tf.random.stateless_uniform([], blur_seeds[0], *BLUR_SIGMA_RANGE)
         blurred = tf.random.stateless_uniform([], blur_seeds[1]) < blur_fraction
         image = tf.cond(blurred, lambda: gaussian_blur(image, sigma), lambda: image)
-    if isinstance(shape, tuple):
-        image = tf.ensure_shape(image, [*shape, 3])
     return tf.clip_by_value(image, 0.0, 255.0)
 
 
@@ -225,12 +221,15 @@ def random_crops(images: tf.data.Dataset, size: int, seed: int, blur_fraction: f
             lambda image, pair: random_crop(image, shape, _stateless_seed(pair), blur_fraction, max_scale),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    shapes = tf.constant([crop_shape(size, aspect) for aspect in aspects], tf.int32)
+    shapes = [crop_shape(size, aspect) for aspect in aspects]
+
+    def crop_of_its_turn(image, pair, index):
+        seed = _stateless_seed(pair)
+        branches = [lambda shape=shape: random_crop(image, shape, seed, blur_fraction, max_scale) for shape in shapes]
+        return tf.switch_case(tf.cast((index // batch_size) % len(shapes), tf.int32), branches)
+
     return tf.data.Dataset.zip(images, seeds, tf.data.Dataset.counter()).map(
-        lambda image, pair, index: random_crop(image, shapes[(index // batch_size) % len(aspects)],
-                                               _stateless_seed(pair), blur_fraction, max_scale),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True,
-    )
+        crop_of_its_turn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _stateless_seed(pair: tf.Tensor) -> tf.Tensor:
