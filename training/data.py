@@ -140,6 +140,7 @@ def crop_shape(size: int, aspect: float) -> tuple[int, int]:
     """
     if aspect == 1.0:
         return size, size
+
     def nearest_multiple_of_4(side: float) -> int:
         return max(4, math.floor(side / 4 + 0.5) * 4)
 

@@ -31,12 +31,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--blur-fraction", type=float, help="share of training crops blurred with a random Gaussian "
                                                              "(default 0, the paper's crops)")
     parser.add_argument("--max-short-side-scale", type=float,
-                        help="a photo's short side is resized to the crop size times a factor drawn from 1 to "
-                             f"this before its crop (default {TrainConfig.max_short_side_scale}); larger: crops "
-                             "show objects at more scales")
+                        help="before its crop, a photo is resized to just cover the crop (a square: its short side "
+                             "to the crop size) times a factor drawn from 1 to this (default "
+                             f"{TrainConfig.max_short_side_scale}); larger: crops show objects at more scales")
     parser.add_argument("--crop-aspects", type=_aspects, metavar="W:H,...",
                         help="shapes of the training crops, each with the crop size's pixels, taken by batches in "
-                             "turn: '1,16:9' = square, then 16:9 (default 1, square)")
+                             "turn: '1,16:9' = square, then 16:9 (default "
+                             f"{','.join(f'{aspect:g}' for aspect in TrainConfig.crop_aspects)}: square)")
     parser.add_argument("--lr", type=float, dest="learning_rate", help="Adam's peak learning rate")
     parser.add_argument("--lr-schedule", choices=SCHEDULES, help="after the warm-up: constant, or cosine decay")
     parser.add_argument("--warmup-steps", type=int, help="steps of linear learning-rate warm-up")
