@@ -216,16 +216,12 @@ def random_crops(images: tf.data.Dataset, size: int, seed: int, blur_fraction: f
     by `batch_size` gives batches of one shape each.
     """
     seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    if len(aspects) == 1:
-        shape = crop_shape(size, aspects[0])
-        return tf.data.Dataset.zip(images, seeds).map(
-            lambda image, pair: random_crop(image, shape, _stateless_seed(pair), blur_fraction, max_scale),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
     shapes = [crop_shape(size, aspect) for aspect in aspects]
 
     def crop_of_its_turn(image, pair, index):
         seed = _stateless_seed(pair)
+        if len(shapes) == 1:  # One static shape, known to the batches and the train step.
+            return random_crop(image, shapes[0], seed, blur_fraction, max_scale)
         branches = [lambda shape=shape: random_crop(image, shape, seed, blur_fraction, max_scale) for shape in shapes]
         return tf.switch_case(tf.cast((index // batch_size) % len(shapes), tf.int32), branches)
 
